@@ -1,0 +1,187 @@
+"""The gap-fill benchmark harness behind ``benchmarks/gap_fill.py``.
+
+Held-out test set
+    Simulated 3-D patterns drawn from seeds ``TEST_SEED_BASE + i`` (training
+    data use seeds below ``TEST_SEED_BASE``, so the two never overlap), over
+    the simulator's whole range of count regimes (``regime='mixed'``: textbook
+    low-count crystals to measured-like patterns with a background floor and
+    fringes to the edges). The simulator's own random gap layout is ignored:
+    each case below draws its own.
+
+Gap cases
+    widths 3, 6, 9, 12, 38 px; a single plane (normal to y or x, alternating)
+    or a cross. Gap positions are drawn (seeded) within the central half of
+    the array, so gaps cross the fringes near the Bragg peak, sometimes
+    through it. The truth inside the gap is the simulated *measured* (Poisson)
+    intensity, as for experimental crops.
+
+Detector-space metrics are those of :func:`pynx_dlgap.evaluate.metrics.gap_metrics`,
+computed inside the gap only. Real-space metrics phase every version of a
+pattern with the same PyNX chain and seed (:mod:`pynx_dlgap.evaluate.phasing`)
+and align the result to the true object (:func:`pynx_dlgap.evaluate.align.object_errors`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..simulate import gaps as G
+
+__all__ = ["TEST_SEED_BASE", "GapCase", "make_test_set", "gap_cases", "draw_layout",
+           "detector_rows", "realspace_rows", "summarize", "format_table"]
+
+#: first seed of the held-out test set; training data use seeds below it
+TEST_SEED_BASE = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class GapCase:
+    width: int
+    geometry: str  # 'plane' or 'cross'
+
+    def __str__(self):
+        return f"{self.geometry}-{self.width}"
+
+
+def gap_cases(widths=(3, 6, 9, 12, 38), geometries=("plane", "cross")):
+    return [GapCase(int(w), g) for w in widths for g in geometries]
+
+
+def make_test_set(n=20, shape=(64, 64, 64), regime="mixed", seed_base=TEST_SEED_BASE, **knobs):
+    """``n`` held-out simulated samples (dicts from :func:`pynx_dlgap.simulate.simulate_3d`)."""
+    from ..simulate import simulate_3d
+    return [simulate_3d(seed_base + i, shape, regime, **knobs) for i in range(n)]
+
+
+def draw_layout(case: GapCase, shape, rng: np.random.Generator) -> G.GapLayout:
+    """A gap layout for ``case`` on ``shape``, positioned within the central half."""
+    def pos(axis):
+        n = shape[axis]
+        lo, hi = n // 4 - case.width // 2, 3 * n // 4 - (case.width + 1) // 2
+        lo, hi = max(lo, 0), max(min(hi, n - case.width), max(lo, 0))
+        return int(rng.integers(lo, hi + 1))
+    if case.geometry == "cross":
+        return G.cross(case.width, pos(G.AXIS_Y), pos(G.AXIS_X))
+    axis = G.AXIS_Y if rng.random() < 0.5 else G.AXIS_X
+    return G.plane(axis, case.width, pos(axis))
+
+
+def _case_rng(sample_index, case, salt=0):
+    return np.random.default_rng([sample_index, case.width, case.geometry == "cross", salt])
+
+
+def detector_rows(samples, cases, methods: dict, progress=True, ssim=True):
+    """One row per (sample, case, method): detector-space metrics in the gap and time.
+
+    ``methods`` maps a name to ``fill(iobs, mask) -> filled``.
+    """
+    from tqdm import tqdm
+    from .metrics import gap_metrics
+    rows = []
+    total = len(samples) * len(cases) * len(methods)
+    bar = tqdm(total=total, desc="gap fills", disable=not progress, leave=False)
+    for i, s in enumerate(samples):
+        I = s["intensity"]
+        for case in cases:
+            lay = draw_layout(case, I.shape, _case_rng(i, case))
+            mask = lay.mask(I.shape)
+            for name, fill in methods.items():
+                t0 = time.perf_counter()
+                filled = fill(I, mask)
+                dt = time.perf_counter() - t0
+                m = gap_metrics(I, filled, mask, ssim=ssim)
+                rows.append(dict(sample=i, case=str(case), width=case.width, geometry=case.geometry,
+                                 method=name, seconds=dt, **m))
+                bar.update()
+    bar.close()
+    return rows
+
+
+def realspace_rows(samples, cases, methods: dict, seeds=(0,), progress=True, chain=None):
+    """Phase each version of each pattern with the harness's PyNX chain and score it.
+
+    Versions: 'gap-free' (the full pattern), 'masked' (gap pixels free), and one
+    per fill in ``methods``. Returns one row per (sample, case, version, seed)
+    with the aligned modulus/phase errors inside the true support, the final LLK,
+    and the mean PRTF.
+    """
+    from tqdm import tqdm
+    from .align import object_errors, prtf
+    from .phasing import phase_pattern
+    rows = []
+    versions = ["gap-free", "masked", *methods]
+    bar = tqdm(total=len(samples) * len(cases) * len(versions) * len(seeds), desc="PyNX phasing",
+               disable=not progress, leave=False)
+    for i, s in enumerate(samples):
+        I, truth = s["intensity"], s["object"]
+        for case in cases:
+            mask = draw_layout(case, I.shape, _case_rng(i, case)).mask(I.shape)
+            for v in versions:
+                if v == "gap-free":
+                    data, m = I, None
+                elif v == "masked":
+                    data, m = I, mask
+                else:
+                    data, m = methods[v](I, mask), None
+                for seed in seeds:
+                    r = phase_pattern(data, m, seed=seed, chain=chain)
+                    e = object_errors(r.obj, truth)
+                    pr = prtf(r.obj, I, mask=mask)
+                    rows.append(dict(sample=i, case=str(case), width=case.width, geometry=case.geometry,
+                                     method=v, seed=seed, seconds=r.seconds, llk=r.llk,
+                                     prtf=float(np.nanmean(pr.prtf)), **_scalar(e)))
+                    bar.update()
+    bar.close()
+    return rows
+
+
+def _scalar(d):
+    return {k: float(v) for k, v in d.items() if np.isscalar(v) and not isinstance(v, (str, bool))}
+
+
+def summarize(rows, keys=("case", "method"), values=None, agg=np.mean):
+    """Aggregate rows over the other fields: {key tuple: {value: agg}} in first-seen order."""
+    groups = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    if values is None:
+        values = [k for k, v in rows[0].items() if k not in keys and isinstance(v, float)]
+    return {g: {v: float(agg([r[v] for r in rs])) for v in values} | {"n": len(rs)}
+            for g, rs in groups.items()}
+
+
+def format_table(summary, keys, columns, fmt=None, best=None):
+    """A plain-text table; ``best`` = {column: 'max'|'min'} marks the best method per case with '*'."""
+    fmt = fmt or {}
+    head = [*keys, *columns]
+    lines = []
+    bestmark = {}
+    if best:
+        bycase = {}
+        for g, v in summary.items():
+            bycase.setdefault(g[:-1], []).append((g, v))
+        for c, items in bycase.items():
+            for col, how in best.items():
+                vals = [v[col] for _, v in items]
+                b = (max if how == "max" else min)(vals)
+                for g, v in items:
+                    if v[col] == b:
+                        bestmark[(g, col)] = True
+    for g, v in summary.items():
+        cells = list(map(str, g))
+        for c in columns:
+            s = (fmt.get(c, "{:.4f}")).format(v[c])
+            cells.append(s + ("*" if bestmark.get((g, c)) else ""))
+        lines.append(cells)
+    w = [max(len(str(h)), *(len(l[j]) for l in lines)) for j, h in enumerate(head)]
+    out = ["  ".join(str(h).ljust(w[j]) for j, h in enumerate(head)),
+           "  ".join("-" * w[j] for j in range(len(head)))]
+    prev = None
+    for l in lines:
+        if prev is not None and l[0] != prev:
+            out.append("")
+        prev = l[0]
+        out.append("  ".join(c.ljust(w[j]) for j, c in enumerate(l)))
+    return "\n".join(out)
