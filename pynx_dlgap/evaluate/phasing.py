@@ -18,7 +18,7 @@ written in PyNX's operator algebra:
   (``zero_mask=auto``).
 
 PyNX is imported lazily; without PyNX a :class:`~pynx_dlgap.pynx_backend.PyNXMissing`
-error tells how to install it.
+error tells how to install it. The operators are taken from the requested family (``pynx.cdi.cpu_operator`` for the harness) whatever backend PyNX chose at import.
 """
 from __future__ import annotations
 
@@ -38,13 +38,22 @@ CHAIN_DEFAULT = dict(n_raar=600, n_er=200, support_every=50, support_threshold=0
 
 
 def import_pynx_cdi(backend: str = "cpu"):
-    """Import ``pynx.cdi`` with the given backend ('cpu', 'opencl', 'cuda').
+    """PyNX's CDI class and one operator family, whatever backend PyNX chose at import.
 
-    PyNX picks its backend once, at import, from ``PYNX_PU``; asking for a backend
-    other than the one already imported raises a clear error.
+    Returns a namespace with ``CDI`` and the operators (``ER``, ``RAAR``,
+    ``SupportUpdate``, ...) of the requested family: ``'cpu'`` takes them from
+    ``pynx.cdi.cpu_operator`` directly, so the harness runs on the CPU backend
+    even when an OpenCL or CUDA family was imported earlier in the process.
     """
+    import types
     from ..pynx_backend import import_pynx
-    return import_pynx(backend)
+    mod = {"cpu": "pynx.cdi.cpu_operator", "opencl": "pynx.cdi.cl_operator",
+           "cuda": "pynx.cdi.cu_operator"}[backend]
+    ops = import_pynx(module=mod)
+    from pynx.cdi.cdi import CDI
+    ns = types.SimpleNamespace(**{k: getattr(ops, k) for k in dir(ops) if not k.startswith("_")})
+    ns.CDI = CDI
+    return ns
 
 
 @dataclass
