@@ -37,7 +37,7 @@ def test_pynx_recovers_gap_free_crystal(crystal):
     # bounds: a converged reconstruction of a noisy (Poisson) pattern at this flux
     assert e["phase_rms"] < 0.25, (seed, e)
     assert e["modulus_error"] < 0.3, (seed, e)
-    assert r.np.isfinite(r.llk)
+    assert np.isfinite(r.llk)
     assert r.llk_history and r.llk_history[-1][0] == 800
 
 
