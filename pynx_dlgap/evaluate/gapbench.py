@@ -127,11 +127,15 @@ def realspace_rows(samples, cases, methods: dict, seeds=(0,), progress=True, cha
                     data, m = methods[v](I, mask), None
                 for seed in seeds:
                     r = phase_pattern(data, m, seed=seed, chain=chain)
-                    e = object_errors(r.obj, truth)
-                    pr = prtf(r.obj, I, mask=mask)
-                    rows.append(dict(sample=i, case=str(case), width=case.width, geometry=case.geometry,
-                                     method=v, seed=seed, seconds=r.seconds, llk=r.llk,
-                                     prtf=float(np.nanmean(pr.prtf)), **_scalar(e)))
+                    row = dict(sample=i, case=str(case), width=case.width, geometry=case.geometry,
+                               method=v, seed=seed, seconds=r.seconds, llk=r.llk, failed=float(bool(r.failed)))
+                    if r.failed:  # PyNX's support diverged: a failed run, scored as such
+                        row.update(prtf=np.nan, phase_rms=np.nan, modulus_error=np.nan, phase_max=np.nan)
+                    else:
+                        e = object_errors(r.obj, truth)
+                        pr = prtf(r.obj, I, mask=mask)
+                        row.update(prtf=float(np.nanmean(pr.prtf)), **_scalar(e))
+                    rows.append(row)
                     bar.update()
     bar.close()
     return rows
@@ -141,15 +145,20 @@ def _scalar(d):
     return {k: float(v) for k, v in d.items() if np.isscalar(v) and not isinstance(v, (str, bool))}
 
 
-def summarize(rows, keys=("case", "method"), values=None, agg=np.mean):
+def summarize(rows, keys=("case", "method"), values=None, agg=np.nanmean):
     """Aggregate rows over the other fields: {key tuple: {value: agg}} in first-seen order."""
     groups = {}
     for r in rows:
         groups.setdefault(tuple(r[k] for k in keys), []).append(r)
     if values is None:
         values = [k for k, v in rows[0].items() if k not in keys and isinstance(v, float)]
-    return {g: {v: float(agg([r[v] for r in rs])) for v in values} | {"n": len(rs)}
-            for g, rs in groups.items()}
+    out = {}
+    for g, rs in groups.items():
+        out[g] = {"n": len(rs)}
+        for v in values:
+            vals = np.array([r.get(v, np.nan) for r in rs], dtype=float)
+            out[g][v] = float(agg(vals)) if np.isfinite(vals).any() else float("nan")
+    return out
 
 
 def format_table(summary, keys, columns, fmt=None, best=None):

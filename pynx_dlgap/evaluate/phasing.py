@@ -66,6 +66,7 @@ class PhasingResult:
     seconds: float
     llk_history: list = field(default_factory=list)
     cdi: object = None  # the PyNX CDI, to save a CXI file
+    failed: str | None = None  # why PyNX stopped early (support diverged), else None
 
 
 def _make_cdi(pynx_cdi, iobs, mask, estimate=None):
@@ -121,6 +122,8 @@ def phase_pattern(iobs, mask=None, *, seed: int = 0, obj0=None, support0=None,
                     *([zm_cycle] if zm_cycle > 0 else []), *([detwin_cycle] if detwin_cycle > 0 else []),
                     *(range(0, n_raar + n_er, llk_every) if llk_every else [])})
     hist = []
+    failed = None
+    from pynx.cdi.cdi import SupportTooLarge, SupportTooSmall
     for i0, i1 in zip(marks[:-1], marks[1:]):
         zm = (i0 < zm_cycle) if zm_auto else bool(c["zero_mask"])
         n = i1 - i0
@@ -130,10 +133,15 @@ def phase_pattern(iobs, mask=None, *, seed: int = 0, obj0=None, support0=None,
             op = pc.ER(zero_mask=zm) ** n
         if i1 % k == 0 and i1 < n_raar + n_er:
             op = pc.SupportUpdate(threshold_relative=c["support_threshold"],
-                                  smooth_width=(s0, s1, n_raar), method="rms") * op
+                                  smooth_width=(s0, s1, n_raar), method="rms",
+                                  min_fraction=1e-4, max_fraction=0.7) * op
         if i1 == detwin_cycle:
             op = pc.DetwinRAAR(beta=c["beta"], nb_cycle=10, zero_mask=zm) * op
-        cdi = op * cdi
+        try:
+            cdi = op * cdi
+        except (SupportTooLarge, SupportTooSmall) as e:  # as PyNX's runner: the run is a failure
+            failed = f"{type(e).__name__} after {i0} cycles: {e}"
+            break
         if llk_every and i1 % llk_every == 0:
             cdi = pc.LLK() * cdi
             hist.append((i1, float(cdi.get_llk(normalized=True)[0])))
@@ -143,4 +151,4 @@ def phase_pattern(iobs, mask=None, *, seed: int = 0, obj0=None, support0=None,
     support = cdi.get_support(shift=True).astype(bool)
     dt = time.perf_counter() - t0
     return PhasingResult(obj=obj, support=support, llk=llk, seconds=dt, llk_history=hist,
-                         cdi=cdi if keep_cdi else None)
+                         cdi=cdi if keep_cdi else None, failed=failed)
