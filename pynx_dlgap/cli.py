@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fill(sub)
     from .demo import add_cli as add_demo
     add_demo(sub)
+    from .training.trainer import add_cli as add_train
+    add_train(sub)
     return p
 
 
