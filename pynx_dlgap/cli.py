@@ -5,6 +5,8 @@ Subcommands::
     pynx-dlgap simulate out.h5 --dims 3 --n 200 --shape 64 64 64    # training/test data
     pynx-dlgap fill data.npz --mask mask.npz -o filled.npz            # classical gap fills
     pynx-dlgap demo --out out/demo                                    # the main job, end to end
+    pynx-dlgap train --out runs/inpaint3d --steps 20000 --export w.safetensors   # train (resumable)
+    pynx-dlgap inpaint data.npz --mask mask.npz -o filled.npz          # DL gap fill (trained weights)
 """
 from __future__ import annotations
 
@@ -60,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo(sub)
     from .training.trainer import add_cli as add_train
     add_train(sub)
+    from .inpaint.infer import add_cli as add_inpaint
+    add_inpaint(sub)
     return p
 
 

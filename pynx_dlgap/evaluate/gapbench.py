@@ -103,7 +103,10 @@ def realspace_rows(samples, cases, methods: dict, seeds=(0,), progress=True, cha
     """Phase each version of each pattern with the harness's PyNX chain and score it.
 
     Versions: 'gap-free' (the full pattern), 'masked' (gap pixels free), and one
-    per fill in ``methods``. Returns one row per (sample, case, version, seed)
+    per fill in ``methods``: ``name -> fill`` writes the filled values as observed
+    intensities; ``name -> (fill, 'estimate')`` stores them as PyNX *estimated*
+    intensities (loose amplitude constraint, 0.5x-1.2x, as PyNX's ``mask_interp``
+    does). Returns one row per (sample, case, version, seed)
     with the aligned modulus/phase errors inside the true support, the final LLK,
     and the mean PRTF.
     """
@@ -124,9 +127,11 @@ def realspace_rows(samples, cases, methods: dict, seeds=(0,), progress=True, cha
                 elif v == "masked":
                     data, m = I, mask
                 else:
-                    data, m = methods[v](I, mask), None
+                    fill, mode = methods[v] if isinstance(methods[v], tuple) else (methods[v], "observed")
+                    data, m = fill(I, mask), None
+                est = mask if v not in ("gap-free", "masked") and mode == "estimate" else None
                 for seed in seeds:
-                    r = phase_pattern(data, m, seed=seed, chain=chain)
+                    r = phase_pattern(data, m, seed=seed, chain=chain, estimate=est)
                     row = dict(sample=i, case=str(case), width=case.width, geometry=case.geometry,
                                method=v, seed=seed, seconds=r.seconds, llk=r.llk, failed=float(bool(r.failed)))
                     if r.failed:  # PyNX's support diverged: a failed run, scored as such

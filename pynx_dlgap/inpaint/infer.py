@@ -1,0 +1,526 @@
+"""Whole-pattern deep-learning gap inpainting: ``inpaint(iobs, mask, model)``.
+
+The inpainting models see fixed-size patches (32³ for the 3-D models); this
+module fills every masked voxel of a pattern of any size (each axis at least
+one patch, no resizing) by running the model on a *patch plan*, in batches, and
+blending the overlapping predictions.
+
+Patch plan (:func:`plan_patches`)
+---------------------------------
+The gap geometry is read from the mask with
+:meth:`pynx_dlgap.simulate.gaps.GapLayout.from_mask`: gap planes normal to y or
+x (``(layout, rest)``; ``rest`` = masked voxels outside the planes: dead pixels,
+beamstop...). Patch corners, with ``P`` the patch edge and
+``stride = P - overlap`` (default ``overlap = P // 2``):
+
+* **gap patches** — for each gap plane: along its normal axis the patch is
+  *centred on the gap* (corner ``start + width // 2 - P // 2``), so that measured
+  voxels lie on both sides; along the in-plane axes (z and the other detector
+  axis) it slides over the whole array, at ``n = ceil((S - P) / stride) + 1``
+  evenly spaced corners from ``0`` to ``S - P`` (spacing <= stride);
+* **crossing patches** — for each pair (gap normal to y, gap normal to x): centred
+  on both gaps, sliding along z (one patch in 2-D);
+* **dead-pixel patches** — masked voxels outside the gap planes that are not
+  already at least ``dead_margin`` voxels inside a planned patch (array faces
+  excepted) are grouped on a grid of cells of ``P - 2 * dead_margin`` voxels; each
+  occupied cell gets one patch centred on the bounding box of its voxels, so every
+  such voxel lies at least ``dead_margin`` voxels from the patch faces.
+
+Every corner is clipped into the array (patches at the edges are shifted inside)
+and duplicates are dropped. A 128³ pattern with a 6-px cross gives 91 patches
+(overlap 16; the reference code makes ~18,800 single-patch calls).
+
+**Trusted predictions.** A patch predicts a gap voxel only if the gap plane it
+belongs to is crossed completely inside the patch, i.e. the patch contains the
+gap's whole extent along its normal and the measured voxel on each side (where
+the array has one). For a voxel in two planes (a crossing), both must be. A
+patch in which a gap is cut by the patch boundary (a y-gap patch sliding over
+an x-gap) thus never writes that gap: its prediction there would be an
+extrapolation. The gap and crossing patches make every gap voxel trusted in at
+least one patch by construction. Dead-pixel voxels are trusted in every patch.
+
+Inference and blending
+----------------------
+Each patch gets the mask **restricted to the patch** (the model's normalisation
+uses only the measured voxels of the patch) and the one input preparation of
+training (:func:`pynx_dlgap.inpaint.patches.prepare_batch`: log-linear prefill,
+per-patch min-max of ``log(I+1)``, channels intensity/mask/level). Batches of
+``batch_size`` patches run under ``torch.inference_mode`` (optionally bf16
+autocast) on ``device``; :func:`~pynx_dlgap.inpaint.patches.to_counts` inverts
+the normalisation. Predictions are averaged in ``log(I+1)`` with the separable
+window ``w(i) = prod_axes sin(pi (i + 0.5) / P)`` (1 at the patch centre,
+``sin(pi / 2P) ~ 0.05`` at a face, > 0 everywhere), over the trusted masked
+voxels only; the result is ``expm1`` of the average.
+
+Guarantees: only masked voxels are written; measured voxels are returned
+bit-identical (after conversion to float32); the input is never modified; the
+output is float32 and >= 0. An untrained residual model returns its log-linear
+prefill, so with it ``inpaint`` equals the window-blend of per-patch
+:func:`~pynx_dlgap.inpaint.baselines.fill_loglinear` fills; for masks made only
+of gap planes (plane, cross, several, at the edges; no dead pixels) every
+trusted patch contains each gap voxel's whole interpolation line, and the result
+equals ``fill_loglinear`` on the whole pattern (to float32 rounding).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._checks import PatternError, check_pattern
+from ..simulate.gaps import GapLayout
+from .patches import INPAINT_CHANNELS, prepare_batch, to_counts
+
+__all__ = ["inpaint", "plan_patches", "PatchPlan", "load_inpaint_model", "blend_window", "add_cli",
+           "DEFAULT_WEIGHTS", "DEFAULT_MAX_WIDTH", "DEFAULT_PATCH"]
+
+#: the shipped inpainting weights (with their ``.json`` card beside them)
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "inpaint3d.safetensors"
+#: widest gap (px) accepted when the model card does not say (``gap_widths_supported``)
+DEFAULT_MAX_WIDTH = 12
+#: patch edge when neither the card nor the registry says
+DEFAULT_PATCH = 32
+#: dead-pixel voxels are kept at least this far from the faces of their patch
+DEAD_MARGIN = 6
+#: log(I+1) ceiling before expm1 (keeps float32 finite)
+_LOG_MAX = 88.0
+
+_CLASSICAL = ("use the classical fill instead: `pynx-dlgap fill --method loglinear` "
+              "(pynx_dlgap.inpaint.baselines.fill_loglinear)")
+
+
+# ---------------------------------------------------------------------------
+# patch plan
+# ---------------------------------------------------------------------------
+def _tiles(n: int, p: int, stride: int) -> list[int]:
+    """Evenly spaced corners from 0 to ``n - p`` with spacing <= ``stride``."""
+    if n <= p:
+        return [0]
+    k = math.ceil((n - p) / stride) + 1
+    return sorted({int(round(v)) for v in np.linspace(0, n - p, k)})
+
+
+def _centre(start: int, width: int, p: int, n: int) -> int:
+    """Corner of a patch centred on ``[start, start + width)``, clipped into ``[0, n - p]``."""
+    return int(min(max(start + width // 2 - p // 2, 0), n - p))
+
+
+@dataclass
+class PatchPlan:
+    """The patches that cover the masked voxels of a pattern (see the module docstring).
+
+    ``corners[i]`` is the first voxel of patch ``i`` (``(N, ndim)`` ints),
+    ``kinds[i]`` one of ``'gap'``, ``'cross'``, ``'dead'``.
+    """
+
+    shape: tuple
+    patch: tuple
+    overlap: int
+    corners: np.ndarray
+    kinds: tuple
+    layout: GapLayout
+    n_dead: int = 0
+    dead_margin: int = DEAD_MARGIN
+    _gaps: tuple = field(default=(), repr=False)
+
+    def __len__(self):
+        return int(self.corners.shape[0])
+
+    @property
+    def stride(self) -> tuple:
+        return tuple(p - self.overlap for p in self.patch)
+
+    def counts(self) -> dict:
+        return {k: int(sum(1 for x in self.kinds if x == k)) for k in ("gap", "cross", "dead")}
+
+    def slices(self, i: int) -> tuple:
+        return tuple(slice(int(c), int(c) + p) for c, p in zip(self.corners[i], self.patch))
+
+    def trusted(self, i: int) -> np.ndarray:
+        """Boolean patch-shaped array: False on the voxels of every gap plane that patch
+        ``i`` does not cross completely (gap extent + the measured voxel on each side)."""
+        t = np.ones(self.patch, dtype=bool)
+        nd = len(self.shape)
+        for g in self._gaps:
+            ax = nd + g.axis
+            lo = int(self.corners[i][ax])
+            hi = lo + self.patch[ax]
+            a, b = g.start, g.stop
+            if b <= lo or a >= hi:
+                continue
+            need_lo, need_hi = max(a - 1, 0), min(b, self.shape[ax] - 1)  # inclusive
+            if need_lo >= lo and need_hi < hi:
+                continue
+            sl = [slice(None)] * nd
+            sl[ax] = slice(max(a, lo) - lo, min(b, hi) - lo)
+            t[tuple(sl)] = False
+        return t
+
+    def covered(self, mask) -> np.ndarray:
+        """Masked voxels that get at least one trusted prediction (should equal ``mask``)."""
+        mask = np.asarray(mask, dtype=bool)
+        cov = np.zeros(mask.shape, dtype=bool)
+        for i in range(len(self)):
+            sl = self.slices(i)
+            cov[sl] |= mask[sl] & self.trusted(i)
+        return cov
+
+    def summary(self) -> str:
+        c = self.counts()
+        p = "x".join(str(v) for v in self.patch)
+        return (f"{len(self)} patches of {p} (gap {c['gap']}, crossing {c['cross']}, dead pixels {c['dead']}), "
+                f"overlap {self.overlap} (stride {self.stride[0]}); {self.layout}"
+                + (f" + {self.n_dead} other masked voxels" if self.n_dead else ""))
+
+
+def _as_patch(patch, ndim) -> tuple:
+    if np.ndim(patch) == 0:
+        return (int(patch),) * ndim
+    patch = tuple(int(v) for v in patch)
+    if len(patch) != ndim:
+        raise ValueError(f"patch {patch} does not match a {ndim}-D pattern")
+    return patch
+
+
+def plan_patches(mask, patch=DEFAULT_PATCH, overlap=None, *, dead_margin: int = DEAD_MARGIN,
+                 layout: tuple | None = None) -> PatchPlan:
+    """The patch plan covering every masked voxel of ``mask`` (rules: module docstring).
+
+    :param mask: 2-D or 3-D boolean mask (True = not measured).
+    :param patch: patch edge (int) or per-axis sizes; each axis of the mask must be at least that.
+    :param overlap: overlap of neighbouring patches sliding along a gap (stride = patch - overlap);
+        default half a patch.
+    :param dead_margin: minimum distance of a dead-pixel voxel to its patch's faces.
+    :param layout: ``GapLayout.from_mask(mask)`` if already computed.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    nd = mask.ndim
+    if nd not in (2, 3):
+        raise PatternError(f"mask has ndim={mask.ndim}; expected a 2-D or 3-D array")
+    shape = mask.shape
+    P = _as_patch(patch, nd)
+    small = [(s, p) for s, p in zip(shape, P) if s < p]
+    if small:
+        raise PatternError(f"pattern shape {shape} is smaller than the model's patch {P} along an axis; "
+                           f"every axis must be at least the patch size (no resizing is done); {_CLASSICAL}")
+    overlap = min(P) // 2 if overlap is None else int(overlap)
+    if not 0 <= overlap < min(P):
+        raise ValueError(f"overlap must be in [0, {min(P) - 1}] for a patch of {P}, got {overlap}")
+    dead_margin = int(min(max(dead_margin, 0), (min(P) - 1) // 2))
+    lay, rest = GapLayout.from_mask(mask) if layout is None else layout
+    lay = lay.clipped(shape)
+    gaps = tuple(lay.gaps)
+    wide = [g for g in gaps if g.width > P[nd + g.axis] - 2]
+    if wide:
+        raise PatternError(f"gap(s) {', '.join(str(g) for g in wide)} do not fit in a patch of {P} with a measured "
+                           f"voxel on each side; {_CLASSICAL}")
+    tiles = [_tiles(shape[a], P[a], P[a] - overlap) for a in range(nd)]
+    plan: dict = {}
+
+    def add(lists, kind):
+        for c in itertools.product(*lists):
+            if c not in plan or kind == "cross":
+                plan[c] = kind
+
+    for g in gaps:
+        ax = nd + g.axis
+        add([[_centre(g.start, g.width, P[a], shape[a])] if a == ax else tiles[a] for a in range(nd)], "gap")
+    gy = [g for g in gaps if g.axis == -2]
+    gx = [g for g in gaps if g.axis == -1]
+    for a_, b_ in itertools.product(gy, gx):
+        fixed = {nd - 2: _centre(a_.start, a_.width, P[nd - 2], shape[nd - 2]),
+                 nd - 1: _centre(b_.start, b_.width, P[nd - 1], shape[nd - 1])}
+        add([[fixed[a]] if a in fixed else tiles[a] for a in range(nd)], "cross")
+
+    n_dead = int(np.count_nonzero(rest))
+    if n_dead:
+        core = np.zeros(shape, dtype=bool)
+        for c in plan:
+            core[tuple(slice(ci + (dead_margin if ci > 0 else 0),
+                             ci + p - (dead_margin if ci + p < s else 0)) for ci, p, s in zip(c, P, shape))] = True
+        left = np.argwhere(rest & ~core)
+        if left.size:
+            cell = np.array([max(p - 2 * dead_margin, 1) for p in P])
+            keys = left // cell
+            _, inv = np.unique(keys, axis=0, return_inverse=True)
+            inv = np.asarray(inv).ravel()
+            order = np.argsort(inv, kind="stable")
+            bounds = np.flatnonzero(np.diff(inv[order])) + 1
+            for grp in np.split(order, bounds):
+                pts = left[grp]
+                lo, hi = pts.min(0), pts.max(0)
+                c = tuple(int(min(max(l - (p - (h - l + 1)) // 2, 0), s - p))
+                          for l, h, p, s in zip(lo, hi, P, shape))
+                if c not in plan:
+                    plan[c] = "dead"
+    corners = np.array(list(plan.keys()), dtype=np.int64).reshape(-1, nd)
+    return PatchPlan(shape=tuple(shape), patch=P, overlap=overlap, corners=corners, kinds=tuple(plan.values()),
+                     layout=lay, n_dead=n_dead, dead_margin=dead_margin, _gaps=gaps)
+
+
+def blend_window(patch) -> np.ndarray:
+    """Separable blending weights ``prod sin(pi (i + 0.5) / P)`` (float64, > 0, largest at the centre)."""
+    w = np.ones((), dtype=np.float64)
+    for p in patch:
+        w = np.multiply.outer(w, np.sin(np.pi * (np.arange(p) + 0.5) / p))
+    return w
+
+
+# ---------------------------------------------------------------------------
+# model
+# ---------------------------------------------------------------------------
+def load_inpaint_model(weights=None, map_location="cpu"):
+    """``(model, card)`` of an inpainting model (default: the shipped weights).
+
+    :param weights: a ``.safetensors`` file written by ``save_weights`` / ``pynx-dlgap train --export``
+        (its ``.json`` card beside it); default :data:`DEFAULT_WEIGHTS`.
+    :raises WeightsError: missing file (says how to get it), corrupted file, or not an inpainting model.
+
+    The card is also attached as ``model.card`` so that :func:`inpaint` can read the
+    supported gap widths and the patch size from the model alone.
+    """
+    from ..models.weights import WeightsError, load_weights
+    path = Path(DEFAULT_WEIGHTS if weights is None else weights)
+    wpath = path.with_suffix(".safetensors") if path.suffix.lower() in (".json", "") else path
+    if not wpath.is_file():
+        if weights is None:
+            raise WeightsError(
+                f"the shipped inpainting weights {wpath} are missing (not trained/exported in this copy). "
+                f"Train and export them with `pynx-dlgap train --out runs/x --export {wpath}` "
+                f"(or pass your own weights: --weights W.safetensors / weights=...), or {_CLASSICAL}")
+        raise WeightsError(f"weights file {wpath} not found (expected with its card {wpath.with_suffix('.json')}); "
+                           f"write one with `pynx-dlgap train --out runs/x --export {wpath}`")
+    model, card = load_weights(wpath, map_location=map_location)
+    task = card.get("task")
+    if task not in (None, "inpaint") or getattr(model, "in_channels", len(INPAINT_CHANNELS)) != len(INPAINT_CHANNELS) \
+            or getattr(model, "out_channels", 1) != 1:
+        raise WeightsError(f"{wpath} is not a gap-inpainting model (task {task!r}, "
+                           f"{getattr(model, 'in_channels', '?')} input / {getattr(model, 'out_channels', '?')} "
+                           f"output channels; expected 3 inputs {INPAINT_CHANNELS} and 1 output)")
+    model.card = card
+    return model, card
+
+
+def _patch_of(model, card, patch, dims) -> tuple:
+    if patch is None:
+        patch = (card or {}).get("input", {}).get("patch")
+    if patch is None:
+        name = (getattr(model, "config", None) or {}).get("name")
+        if name:
+            from ..models.registry import get_config
+            try:
+                shp = get_config(name).get("input_shape")
+                if shp and len(shp) == dims + 2:
+                    patch = shp[2:]
+            except KeyError:
+                pass
+    patch = _as_patch(DEFAULT_PATCH if patch is None else patch, dims)
+    mult = int(getattr(model, "size_multiple", 1))
+    if any(p % mult for p in patch):
+        raise ValueError(f"patch {patch} is not a multiple of {mult}, which the model needs")
+    return patch
+
+
+def _max_width(card, max_width, patch) -> tuple[int, str]:
+    if max_width is not None:
+        w, src = int(max_width), f"max_width={int(max_width)}"
+    else:
+        sup = (card or {}).get("gap_widths_supported")
+        if sup:
+            w, src = int(max(sup)), f"its card's gap_widths_supported {list(sup)}"
+        else:
+            w, src = DEFAULT_MAX_WIDTH, f"the default {DEFAULT_MAX_WIDTH} px (no card)"
+    hard = min(patch) - 2
+    if w > hard:
+        w, src = hard, f"the patch geometry (a gap plus one measured voxel per side must fit in {min(patch)} px)"
+    return w, src
+
+
+# ---------------------------------------------------------------------------
+# whole-pattern inpainting
+# ---------------------------------------------------------------------------
+def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: int = 32, device=None,
+            max_width=None, progress: bool = True, return_info: bool = False, bf16: bool = False, patch=None):
+    """Fill every masked voxel of a 2-D/3-D pattern with an inpainting model.
+
+    :param iobs: intensities (z, y, x) or (y, x); each axis at least the model's patch.
+        Never modified.
+    :param mask: same shape, True/1 where **not measured** (gap planes, dead pixels).
+    :param model: an inpainting model (3 input channels, 1 output; e.g. from
+        :func:`load_inpaint_model`). It is moved to ``device`` and run in eval mode
+        (its train/eval mode is restored afterwards). Default: ``weights``.
+    :param weights: path of weights to load when ``model`` is None; default the shipped
+        :data:`DEFAULT_WEIGHTS`.
+    :param overlap: overlap (voxels) of patches sliding along a gap; default half a patch.
+    :param batch_size: patches per model call.
+    :param device: torch device; default ``'cuda'`` when available, else ``'cpu'``.
+    :param max_width: widest gap accepted (default: the card's ``gap_widths_supported``,
+        else 12 px). Never more than ``patch - 2``.
+    :param progress: tqdm progress bar over batches.
+    :param return_info: also return a dict (patches, batches, seconds, layout...).
+    :param bf16: bfloat16 autocast for the model call.
+    :param patch: patch size (default: the card's ``input.patch``, the registry's input
+        shape, else 32).
+    :returns: float32 array (measured voxels bit-identical to the float32 input, masked
+        voxels >= 0), and the info dict when ``return_info``.
+    :raises PatternError: NaN/inf or negative measured counts, mask of another shape or
+        covering everything, pattern smaller than the patch, a gap wider than supported,
+        a pattern whose ndim differs from the model's.
+    """
+    t0 = time.perf_counter()
+    a, m = check_pattern(iobs, mask)
+    if model is not None and weights is not None:
+        raise ValueError("pass either model= or weights=, not both")
+    if model is None:
+        model, _ = load_inpaint_model(weights)
+    card = getattr(model, "card", None) or {}
+    dims = int(getattr(model, "dims", a.ndim))
+    if a.ndim != dims:
+        raise PatternError(f"the pattern is {a.ndim}-D (shape {a.shape}) but the model is {dims}-D")
+    if getattr(model, "in_channels", len(INPAINT_CHANNELS)) != len(INPAINT_CHANNELS):
+        raise ValueError(f"the model takes {model.in_channels} input channels; inpainting models take "
+                         f"{len(INPAINT_CHANNELS)} {INPAINT_CHANNELS}")
+    P = _patch_of(model, card, patch, dims)
+    small = [s for s, p in zip(a.shape, P) if s < p]
+    if small:
+        raise PatternError(f"pattern shape {a.shape} is smaller than the model's patch {P} along an axis; "
+                           f"every axis must be at least the patch size (no resizing is done); {_CLASSICAL}")
+    layout, rest = GapLayout.from_mask(m)
+    wmax, src = _max_width(card, max_width, P)
+    wide = [g for g in layout if g.width > wmax]
+    if wide:
+        raise PatternError(
+            f"gap(s) {', '.join(str(g) for g in wide)} wider than the {wmax} px this model supports "
+            f"(from {src}; supported widths: 1 to {wmax} px); {_CLASSICAL}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = int(batch_size)
+    plan = plan_patches(m, P, overlap, layout=(layout, rest))
+    for i in range(len(plan)):
+        if m[plan.slices(i)].all():
+            raise PatternError(f"the masked region around voxel {tuple(int(c) + p // 2 for c, p in zip(plan.corners[i], P))} "
+                               f"fills a whole {P} patch (no measured voxel to inpaint from); {_CLASSICAL}")
+    dev = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    out = np.array(a, dtype=np.float32, copy=True)
+    n_batches = math.ceil(len(plan) / batch_size)
+    t_model = 0.0
+    if len(plan):
+        K = int(np.count_nonzero(m))
+        lin = np.full(m.shape, -1, dtype=np.int32 if K < 2 ** 31 - 1 else np.int64)
+        lin[m] = np.arange(K, dtype=lin.dtype)
+        acc = np.zeros(K, dtype=np.float64)
+        wsum = np.zeros(K, dtype=np.float64)
+        win = blend_window(P)
+        was_training = model.training
+        model.to(dev).eval()
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=len(plan), desc="inpaint", unit="patch", disable=not progress, dynamic_ncols=True)
+            for b0 in range(0, len(plan), batch_size):
+                idx = range(b0, min(len(plan), b0 + batch_size))
+                sls = [plan.slices(i) for i in idx]
+                I = np.stack([a[s] for s in sls])
+                M = np.stack([m[s] for s in sls])
+                x, stats = prepare_batch(I, M, device=dev)
+                t1 = time.perf_counter()
+                with torch.inference_mode(), torch.autocast(device_type=dev.type, dtype=torch.bfloat16,
+                                                            enabled=bool(bf16)):
+                    y = model(x)
+                    counts = to_counts(y.float(), stats).cpu().numpy()
+                t_model += time.perf_counter() - t1
+                if not np.all(np.isfinite(counts[M])):
+                    raise RuntimeError("the model returned non-finite values in the gap; check the weights")
+                L = np.log1p(counts.astype(np.float64))
+                for j, i in enumerate(idx):
+                    sub = lin[sls[j]]
+                    sel = (sub >= 0) & plan.trusted(i)
+                    k = sub[sel]
+                    w = win[sel]
+                    acc[k] += w * L[j][sel]
+                    wsum[k] += w
+                bar.update(len(idx))
+            bar.close()
+        finally:
+            model.train(was_training)
+        if np.any(wsum <= 0):  # cannot happen by construction of the plan
+            raise RuntimeError(f"{int(np.count_nonzero(wsum <= 0))} masked voxels got no prediction (plan bug)")
+        est = np.expm1(np.clip(acc / wsum, 0.0, _LOG_MAX))
+        out[m] = np.maximum(est, 0.0).astype(np.float32)
+    if not return_info:
+        return out
+    info = {
+        "n_patches": len(plan), "n_batches": n_batches, "batch_size": batch_size, "patch": list(P),
+        "overlap": plan.overlap, "patch_kinds": plan.counts(), "seconds": time.perf_counter() - t0,
+        "seconds_model": t_model, "layout": str(layout), "widths": list(layout.widths),
+        "max_width_supported": wmax, "n_masked": int(np.count_nonzero(m)), "n_dead": plan.n_dead,
+        "device": str(dev), "bf16": bool(bf16), "plan": plan.summary(),
+    }
+    return out, info
+
+
+# ---------------------------------------------------------------------------
+# command line: pynx-dlgap inpaint
+# ---------------------------------------------------------------------------
+def add_cli(sub):
+    """Register ``pynx-dlgap inpaint`` on an argparse subparsers object."""
+    p = sub.add_parser(
+        "inpaint", help="fill detector gaps with the deep-learning model",
+        description="Fill the masked pixels (gap planes, crosses, dead pixels) of a 2-D/3-D pattern with the "
+                    "3-D CNN inpainting model, patch by patch (batched, blended); measured pixels are returned "
+                    "bit-identical. Gaps wider than the model supports are refused: use `pynx-dlgap fill`.")
+    p.add_argument("data", help="pattern file (.npy, .npz, .h5, .cxi)")
+    p.add_argument("--mask", required=True, help="mask file (True/1 = not measured)")
+    p.add_argument("--data-key", default=None, help="array/dataset name of the pattern in its file")
+    p.add_argument("--mask-key", default=None, help="array/dataset name of the mask in its file")
+    p.add_argument("-o", "--output", required=True, help="output file (.npz, .npy, .h5)")
+    p.add_argument("--weights", default=None, help=f"model weights (.safetensors + .json card); default the "
+                                                    f"shipped {DEFAULT_WEIGHTS.name}")
+    p.add_argument("--png", default=None, help="also write a PNG of central slices before/after")
+    p.add_argument("--overlap", type=int, default=None, help="overlap of patches along a gap (default: half a patch)")
+    p.add_argument("--batch-size", type=int, default=32, help="patches per model call (default 32)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the model")
+    p.add_argument("--max-width", type=int, default=None,
+                   help="accept gaps up to this width (default: the model card's supported widths)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=_run_inpaint)
+    return p
+
+
+def _run_inpaint(a):
+    import sys
+    from ..data.io import check_output_path, load_mask, load_pattern, save_arrays
+    from ..models.weights import WeightsError
+    iobs = load_pattern(a.data, a.data_key)
+    mask = load_mask(a.mask, a.mask_key)
+    iobs, mask = check_pattern(iobs, mask)
+    check_output_path(a.output, [a.data, a.mask] + ([a.weights] if a.weights else []), a.overwrite)
+    try:
+        model, card = load_inpaint_model(a.weights)
+    except WeightsError as e:
+        print(f"pynx-dlgap inpaint: error: {e}", file=sys.stderr)
+        return 2
+    filled, info = inpaint(iobs, mask, model, overlap=a.overlap, batch_size=a.batch_size, device=a.device,
+                           max_width=a.max_width, progress=not a.quiet, return_info=True, bf16=a.bf16)
+    wfile = Path(a.weights) if a.weights else DEFAULT_WEIGHTS
+    save_arrays(a.output, {"data": filled, "mask": mask},
+                attrs={"method": "pynx-dlgap inpaint", "weights": str(wfile), "weights_sha256": card.get("sha256", ""),
+                       "n_patches": info["n_patches"], "overlap": info["overlap"]},
+                inputs=[a.data, a.mask], overwrite=a.overwrite)
+    print(f"{info['plan']}")
+    print(f"inpainted {info['n_masked']} masked pixels with {info['n_patches']} patches in {info['n_batches']} "
+          f"batches on {info['device']} in {info['seconds']:.2f} s (model {info['seconds_model']:.2f} s) "
+          f"-> {a.output}")
+    if a.png:
+        from ..evaluate.figures import slices_figure
+        slices_figure([("input (masked=0)", iobs * ~mask, "log"), ("mask", mask, "mask"),
+                       ("inpainted (DL)", filled, "log")], a.png, title=str(a.data))
+        print(f"figure -> {a.png}")
+    return 0
