@@ -55,6 +55,8 @@ def main(argv=None):
                    default=["loglinear", "logcubic", "biharmonic", "pynx_interp"],
                    help="fills phased in table 2; NAME:estimate stores the fill as PyNX estimated intensities "
                         "(only PyNX's OpenCL/CUDA operators honour those: on the CPU backend they are masked)")
+    p.add_argument("--weights", default=None,
+                   help="add the DL model ('dl' rows): a weights file, or 'shipped' for the package's weights")
     a = p.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -69,6 +71,18 @@ def main(argv=None):
           f"fraction of voxels > 100 photons {np.mean([s['frac_gt_100'] for s in st]):.2f} (mean), "
           f"< 1 photon {np.mean([s['frac_lt_1'] for s in st]):.2f} (mean)")
     fast = {m: BASELINES[m] for m in a.methods if m != "pynx_interp"}
+    dl = {}
+    if a.weights:
+        from pynx_dlgap.inpaint.infer import inpaint, load_inpaint_model
+        model, card = load_inpaint_model(None if a.weights == "shipped" else a.weights)
+        print(f"# DL model: {card.get('weights_file')} sha256 {card['sha256'][:12]}, "
+              f"{card['n_params']} params, widths {card.get('gap_widths_supported')}; wider gaps are refused")
+
+        def fill_dl(I, m):
+            return inpaint(I, m, model=model, progress=False)
+        dl = {"dl": fill_dl}
+        fast.update(dl)
+        a.methods = [*a.methods, "dl"]
     cols = ["pcc_log", "pcc", "ssim_log", "r_factor", "mae_log", "seconds"]
     best = {"pcc_log": "max", "pcc": "max", "ssim_log": "max", "r_factor": "min", "mae_log": "min"}
     fmt = {"seconds": "{:.3f}", "n": "{:.0f}"}
@@ -92,7 +106,7 @@ def main(argv=None):
         rs_samples = gb.make_test_set(a.realspace_n, shape, "measured", seed_base=gb.TEST_SEED_BASE + 10_000,
                                       floor=0.0, diffuse=0.0, phase_range=1.0)
         rs_cases = gb.gap_cases(a.realspace_widths, ("cross",))
-        meths = {}
+        meths = dict(dl)
         for m in a.realspace_methods:
             name, _, mode = m.partition(":")
             meths[m] = (BASELINES[name], mode) if mode else BASELINES[name]

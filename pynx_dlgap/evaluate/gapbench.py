@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._checks import PatternError
 from ..simulate import gaps as G
 
 __all__ = ["TEST_SEED_BASE", "GapCase", "make_test_set", "gap_cases", "draw_layout",
@@ -89,11 +90,15 @@ def detector_rows(samples, cases, methods: dict, progress=True, ssim=True):
             mask = lay.mask(I.shape)
             for name, fill in methods.items():
                 t0 = time.perf_counter()
-                filled = fill(I, mask)
+                try:
+                    filled = fill(I, mask)
+                except PatternError:  # e.g. a gap wider than the model supports: refused, reported as such
+                    filled = None
                 dt = time.perf_counter() - t0
-                m = gap_metrics(I, filled, mask, ssim=ssim)
+                m = gap_metrics(I, filled, mask, ssim=ssim) if filled is not None else \
+                    dict(pcc_log=np.nan, pcc=np.nan, ssim_log=np.nan, r_factor=np.nan, mae_log=np.nan, mae=np.nan)
                 rows.append(dict(sample=i, case=str(case), width=case.width, geometry=case.geometry,
-                                 method=name, seconds=dt, **m))
+                                 method=name, seconds=dt, refused=float(filled is None), **m))
                 bar.update()
     bar.close()
     return rows

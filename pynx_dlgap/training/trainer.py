@@ -35,7 +35,7 @@ from .losses import CombinedInpaintLoss
 
 __all__ = ["TrainConfig", "train", "validation_set", "evaluate_batches", "add_cli"]
 
-DEFAULTS = dict(model="inpaint3d_small", dims=3, patch=32, batch=16, steps=20000, lr=2e-3, weight_decay=1e-4,
+DEFAULTS = dict(model="inpaint3d_small", dims=3, patch=32, batch=16, steps=20000, lr=1e-3, weight_decay=1e-4,
                 warmup=100, bf16=True, channels_last=False, seed=1, val_seed=999_999, val_batches=8,
                 val_every=250, ckpt_every=250, w_mse=1.0, w_l1=0.0, w_ssim=0.5, w_grad=1.0, regime="mixed",
                 widths=list(range(1, 13)), source=64, threads=0)
@@ -141,7 +141,7 @@ def train(out, **overrides):
         (out / "config.json").write_text(json.dumps(cfg, indent=1))
     val = validation_set(cfg) if rank == 0 else None
     logf = out / "log.csv"
-    fields = ["step", "seconds", "lr", "loss", "mse", "l1", "ssim", "grad", "patches_per_s",
+    fields = ["step", "seconds", "lr", "loss", "skipped", "mse", "l1", "ssim", "grad", "patches_per_s",
               "val_mixed_mae_model", "val_mixed_mae_loglinear", "val_mixed_win",
               "val_measured_mae_model", "val_measured_mae_loglinear", "val_measured_win"]
     if rank == 0 and not logf.exists():
@@ -150,7 +150,7 @@ def train(out, **overrides):
     bar = tqdm(total=cfg["steps"], initial=step, desc="train", disable=rank != 0, dynamic_ncols=True)
     last = {}
     t_last = time.perf_counter()
-    n_since = 0
+    n_since = skipped = 0
     model.train()
     while step < cfg["steps"]:
         I, m = next(stream)
@@ -169,8 +169,13 @@ def train(out, **overrides):
         loss = loss_fn(y.float(), tn[:, None].float(), gm)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        # a non-finite loss or gradient (rare bf16 overflow) skips the update instead of poisoning the weights;
+        # under DDP every rank takes the same decision (the gradients are already all-reduced)
+        if torch.isfinite(gnorm) and torch.isfinite(loss.detach()):
+            opt.step()
+        else:
+            skipped += 1
         step += 1
         n_since += I.shape[0] * world
         bar.update()
@@ -182,6 +187,7 @@ def train(out, **overrides):
             vm = evaluate_batches(model, val["mixed"], device, cfg["bf16"])
             vs = evaluate_batches(model, val["measured"], device, cfg["bf16"])
             last = dict(step=step, seconds=round(seconds, 1), lr=_lr(step, cfg), loss=loss_fn.last["total"],
+                        skipped=skipped,
                         mse=loss_fn.last.get("mse", 0), l1=loss_fn.last.get("l1", 0),
                         ssim=loss_fn.last.get("ssim", 0), grad=loss_fn.last.get("grad", 0), patches_per_s=pps,
                         val_mixed_mae_model=vm["mae_log_model"], val_mixed_mae_loglinear=vm["mae_log_loglinear"],
