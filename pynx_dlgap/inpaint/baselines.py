@@ -209,13 +209,19 @@ def fill_none(iobs, mask) -> np.ndarray:
     return out
 
 
+def _log_measured(a, m):
+    """``log(I+1)`` in float64 with masked voxels zeroed, and its measured maximum."""
+    L = np.log1p(a.astype(np.float64))
+    lmax = float(L[~m].max())
+    L[m] = 0.0
+    return L, lmax
+
+
 def _loglines(iobs, mask, order):
     a, m, out = _prepare(iobs, mask)
     if not m.any():
         return out
-    L = np.log1p(a.astype(np.float64))
-    lmax = float(L[~m].max())
-    L[m] = 0.0
+    L, lmax = _log_measured(a, m)
     est = _line_fill_log(L, m, order)
     return _finish(out, m, est, lmax)
 
@@ -250,9 +256,7 @@ def fill_biharmonic(iobs, mask) -> np.ndarray:
     a, m, out = _prepare(iobs, mask)
     if not m.any():
         return out
-    L = np.log1p(a.astype(np.float64))
-    lmax = float(L[~m].max())
-    L[m] = 0.0
+    L, lmax = _log_measured(a, m)
     est = np.zeros(L.shape)
     frames = [(Ellipsis,)] if L.ndim == 2 else [(k,) for k in range(L.shape[0])]
     fallback = np.zeros(L.shape, dtype=bool)
