@@ -1,0 +1,186 @@
+"""The ``DLInpaint`` PyNX operator (CPU and OpenCL families) with real PyNX.
+
+Reference: an *untrained residual* UNet returns its log-linear prefill, so on a
+cross gap the operator must reproduce ``fill_loglinear`` (independent code).
+"""
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pynx.cdi.cpu_operator", reason="real PyNX is needed (make setup)")
+
+from pynx_dlgap.evaluate.phasing import import_pynx_cdi  # noqa: E402
+from pynx_dlgap.inpaint.baselines import fill_loglinear  # noqa: E402
+from pynx_dlgap.models import WeightsError, build_model  # noqa: E402
+from pynx_dlgap.operators import DLInpaint, decode_iobs  # noqa: E402
+from pynx_dlgap.simulate import simulate_3d  # noqa: E402
+from pynx_dlgap.simulate.gaps import cross  # noqa: E402
+
+pytestmark = pytest.mark.pynx
+
+SHAPE = (48, 48, 48)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    import torch
+    torch.manual_seed(0)
+    return build_model({"class": "UNetMod", "kwargs": dict(
+        dims=3, in_channels=3, out_channels=1, depth=2, channels=(4, 8), dilations=((1, 2),),
+        residual=True, norm="group", norm_groups=2)})
+
+
+@pytest.fixture(scope="module")
+def data():
+    d = simulate_3d(0, SHAPE, "measured", floor=0.0, diffuse=0.0)
+    I = np.asarray(d["intensity"], dtype=np.float32)
+    m = cross(4, 20, 26).mask(SHAPE)
+    ref = fill_loglinear(I, m)
+    return I, m, ref
+
+
+def _cdi(pc, I, m):
+    return pc.CDI(np.fft.fftshift(I).copy(), mask=np.fft.fftshift(m).astype(np.int8))
+
+
+def test_cpu_observed_matches_loglinear(tiny, data):
+    I, m, ref = data
+    pc = import_pynx_cdi("cpu")
+    cdi = _cdi(pc, I, m)
+    op = DLInpaint(model=tiny, family="cpu")
+    assert op.family == "cpu"
+    cdi = op * cdi
+    got = cdi.get_iobs(shift=True)
+    np.testing.assert_allclose(got[m], ref[m], rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(got[~m], I[~m])
+    info = cdi.dl_inpaint_info
+    assert info["voxels_filled"] == int(m.sum()) and info["patches"] > 0 and info["mode"] == "observed"
+    assert cdi.nb_observed_points == m.size
+    assert cdi.iobs_sum == pytest.approx(float(got.astype(np.float64).sum()), rel=1e-4)
+
+
+def test_cpu_estimate_mode_and_free_pixels(tiny, data):
+    I, m, ref = data
+    pc = import_pynx_cdi("cpu")
+    stored = np.fft.fftshift(I).copy()
+    free = np.zeros(SHAPE, bool)
+    free[2:4, 5:9, 40:44] = True  # measured free pixels, stored as -(I+1): must stay untouched
+    free &= ~m
+    stored[np.fft.fftshift(free)] = -(np.fft.fftshift(I)[np.fft.fftshift(free)] + 1)
+    cdi = pc.CDI(stored, mask=np.fft.fftshift(m).astype(np.int8))
+    before = cdi.get_iobs(shift=True).copy()
+    cdi = DLInpaint(model=tiny, family="cpu", mode="estimate") * cdi
+    got = cdi.get_iobs(shift=True)
+    assert np.all((got[m] > -1e38) & (got[m] <= -1e19))
+    np.testing.assert_allclose(-got[m] / 1e19 - 1, ref[m], rtol=1e-4, atol=1e-3)
+    np.testing.assert_array_equal(got[~m], before[~m])
+    inten, to_fill = decode_iobs(np.fft.ifftshift(got))
+    assert np.array_equal(np.fft.fftshift(to_fill), m)
+    # estimated pixels are re-filled (treated as masked); back to observed values
+    cdi = DLInpaint(model=tiny, family="cpu") * cdi
+    np.testing.assert_allclose(cdi.get_iobs(shift=True)[m], ref[m], rtol=1e-4, atol=1e-6)
+
+
+def test_cpu_chain_with_er(tiny, data):
+    I, m, ref = data
+    pc = import_pynx_cdi("cpu")
+    cdi = _cdi(pc, I, m)
+    cdi = pc.ER() ** 20 * DLInpaint(model=tiny, family="cpu") * cdi
+    obj = cdi.get_obj()
+    assert obj.shape == SHAPE and np.all(np.isfinite(obj)) and np.abs(obj).max() > 0
+    np.testing.assert_allclose(cdi.get_iobs(shift=True)[m], ref[m], rtol=1e-4, atol=1e-6)
+
+
+def test_explicit_mask_and_noop_warning(tiny, data):
+    I, m, ref = data
+    pc = import_pynx_cdi("cpu")
+    cdi = pc.CDI(np.fft.fftshift(I).copy())  # nothing masked
+    with pytest.warns(UserWarning, match="nothing to inpaint"):
+        cdi = DLInpaint(model=tiny, family="cpu") * cdi
+    np.testing.assert_array_equal(cdi.get_iobs(shift=True), I)
+    assert cdi.dl_inpaint_info["voxels_filled"] == 0
+    cdi = DLInpaint(model=tiny, family="cpu", mask=m) * cdi  # explicit mask: these voxels are refilled
+    np.testing.assert_allclose(cdi.get_iobs(shift=True)[m], ref[m], rtol=1e-4, atol=1e-6)
+
+
+def test_default_weights_missing_raises(data):
+    with pytest.raises(WeightsError, match="missing"):
+        DLInpaint(family="cpu")
+
+
+def test_cuda_family_not_implemented(tiny):
+    with pytest.raises(NotImplementedError, match="pycuda"):
+        DLInpaint(model=tiny, family="cuda")
+
+
+def test_without_pynx_raises_pynx_unavailable():
+    code = ("import sys; sys.modules['pynx'] = None\n"
+            "import pynx_dlgap.operators as o\n"
+            "from pynx_dlgap.pynx_backend import PyNXUnavailable\n"
+            "try:\n    o.DLInpaint()\nexcept PyNXUnavailable as e:\n    print('OK', e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("OK") and "make setup" in r.stdout
+
+
+@pytest.mark.opencl
+def test_opencl_chain_matches_cpu(tiny, data):
+    from pynx_dlgap.pynx_backend import has_opencl_device, init_pynx_opencl
+    if not has_opencl_device():
+        pytest.skip("no OpenCL device (install PoCL: pip install pocl-binary-distribution)")
+    I, m, ref = data
+    init_pynx_opencl()
+    pcl = import_pynx_cdi("opencl")
+    pc = import_pynx_cdi("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        op = DLInpaint(model=tiny, family="opencl")
+        assert op.family == "opencl"
+        cdi = _cdi(pc, I, m)
+        cdi = pcl.ER() ** 5 * op * cdi
+        obj = cdi.get_obj()
+    assert np.all(np.isfinite(obj))
+    cpu = DLInpaint(model=tiny, family="cpu") * _cdi(pc, I, m)
+    np.testing.assert_array_equal(cdi.iobs, cpu.iobs)
+    np.testing.assert_array_equal(cdi._cl_iobs.get(), cpu.iobs)  # device copy coherent
+    np.testing.assert_allclose(cdi.get_iobs(shift=True)[m], ref[m], rtol=1e-4, atol=1e-6)
+
+
+def test_default_family_is_pynx_choice(tiny):
+    from pynx_dlgap.pynx_backend import _family_of, has_opencl_device, import_pynx
+    fam = _family_of(import_pynx())
+    if fam == "opencl" and not has_opencl_device():
+        pytest.skip("PyNX selected OpenCL but there is no OpenCL device")
+    if fam == "cuda":
+        pytest.skip("PyNX selected CUDA: DLInpaint has no CUDA family yet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert DLInpaint(model=tiny).family == fam
+
+
+@pytest.mark.opencl
+def test_mixed_families_keep_host_and_device_coherent(tiny, data):
+    from pynx_dlgap.pynx_backend import has_opencl_device, init_pynx_opencl
+    if not has_opencl_device():
+        pytest.skip("no OpenCL device (install PoCL: pip install pocl-binary-distribution)")
+    I, m, ref = data
+    init_pynx_opencl()
+    pcl, pc = import_pynx_cdi("opencl"), import_pynx_cdi("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cdi = pcl.ER() ** 2 * _cdi(pc, I, m)
+        o1 = cdi._cl_obj.get()
+        cdi = DLInpaint(model=tiny, family="opencl") * cdi  # device object must not be reset from the host
+        assert np.array_equal(o1, cdi._cl_obj.get())
+        assert np.array_equal(cdi._cl_iobs.get(), cdi.iobs)
+        cdi = pcl.ER() ** 2 * cdi
+        o2 = cdi._cl_obj.get()
+        cdi = DLInpaint(model=tiny, family="cpu", mask=m) * cdi  # CPU op inside an OpenCL chain
+        assert np.array_equal(o2, cdi._obj)  # set_iobs pulled the newer device object
+        cdi = pcl.ER() ** 2 * cdi  # host is newer: iobs re-uploaded
+        assert np.array_equal(cdi._cl_iobs.get(), cdi.iobs)
+        assert np.all(np.isfinite(cdi.get_obj()))
+    np.testing.assert_allclose(cdi.get_iobs(shift=True)[m], ref[m], rtol=1e-4, atol=1e-6)
