@@ -20,8 +20,7 @@ from pynx_dlgap.inpaint.infer import add_cli, blend_window, inpaint, load_inpain
 from pynx_dlgap.models import WeightsError, build_model, save_weights
 from pynx_dlgap.simulate.gaps import Gap, GapLayout, cross, plane, random_layout
 
-TINY = {"class": "UNetMod", "kwargs": dict(dims=3, in_channels=3, out_channels=1, depth=2, channels=(4, 8),
-                                           dilations=((1, 2),), residual=True, norm="group", norm_groups=2)}
+from conftest import TINY_INPAINT as TINY  # noqa: E402
 
 
 def tiny(dims=3, perturb=False, seed=0):

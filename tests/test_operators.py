@@ -28,9 +28,8 @@ SHAPE = (48, 48, 48)
 def tiny():
     import torch
     torch.manual_seed(0)
-    return build_model({"class": "UNetMod", "kwargs": dict(
-        dims=3, in_channels=3, out_channels=1, depth=2, channels=(4, 8), dilations=((1, 2),),
-        residual=True, norm="group", norm_groups=2)})
+    from conftest import TINY_INPAINT
+    return build_model(TINY_INPAINT)
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,7 @@ from pynx_dlgap.models.dilated import SubLatticeDilatedConv
 from pynx_dlgap.simulate.gaps import GapLayout
 from pynx_dlgap.training.data import PatchStream
 
-TINY = {"class": "UNetMod", "kwargs": dict(dims=3, in_channels=3, out_channels=1, depth=2, channels=(4, 8),
-                                           dilations=((1, 2),), residual=True, norm="group", norm_groups=2)}
+from conftest import TINY_INPAINT as TINY  # noqa: E402
 
 
 @pytest.mark.parametrize("dims,shape", [(3, (2, 5, 20, 17, 16)), (2, (2, 5, 19, 24))])
