@@ -105,7 +105,9 @@ def test_explicit_mask_and_noop_warning(tiny, data):
     np.testing.assert_allclose(cdi.get_iobs(shift=True)[m], ref[m], rtol=1e-4, atol=1e-6)
 
 
-def test_default_weights_missing_raises(data):
+def test_default_weights_missing_raises(data, tmp_path, monkeypatch):
+    from pynx_dlgap.inpaint import infer
+    monkeypatch.setattr(infer, "DEFAULT_WEIGHTS", tmp_path / "weights" / "inpaint3d.safetensors")
     with pytest.raises(WeightsError, match="missing"):
         DLInpaint(family="cpu")
 

@@ -130,3 +130,13 @@ def test_numpy_values_in_card(tmp_path):
     m = UNet(dims=2, depth=1, base_channels=2)
     card = save_weights(m, tmp_path / "w", {"pcc": np.float32(0.5), "widths": np.array([3, 6])})
     assert card["pcc"] == 0.5 and card["widths"] == [3, 6]
+
+
+def test_shipped_inpainting_weights_load_and_are_checked():
+    """The package's trained weights load without unpickling, checksum verified, with their card."""
+    from pynx_dlgap.inpaint.infer import DEFAULT_WEIGHTS, load_inpaint_model
+    model, card = load_inpaint_model()
+    assert card["sha256"] == sha256_file(DEFAULT_WEIGHTS)
+    assert card["gap_widths_supported"] == [1, 12] and card["task"] == "inpaint"
+    assert card["n_params"] == sum(p.numel() for p in model.parameters())
+    assert "heldout_metrics" in card and "status" in card
