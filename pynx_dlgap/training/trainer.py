@@ -280,5 +280,8 @@ def add_cli(sub):
                 card = export(a.out, a.export)
                 print(f"weights -> {a.export} (sha256 {card['sha256'][:12]}...)")
         if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # every rank reaches this point before any tears gloo down (a rank leaving early aborted
+            # with "terminate called without an active exception")
+            torch.distributed.barrier()
             torch.distributed.destroy_process_group()
     p.set_defaults(func=run)
