@@ -22,7 +22,6 @@ error tells how to install it. The operators are taken from the requested family
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 

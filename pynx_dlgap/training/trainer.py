@@ -33,7 +33,7 @@ from ..normalize import normalize_patch
 from .data import PatchStream
 from .losses import CombinedInpaintLoss
 
-__all__ = ["TrainConfig", "train", "validation_set", "evaluate_batches", "add_cli"]
+__all__ = ["train", "export", "validation_set", "evaluate_batches", "add_cli"]
 
 DEFAULTS = dict(model="inpaint3d_small", dims=3, patch=32, batch=16, steps=20000, lr=1e-3, weight_decay=1e-4,
                 warmup=100, bf16=True, channels_last=False, seed=1, val_seed=999_999, val_batches=8,
