@@ -30,14 +30,16 @@ def test_sublattice_dilated_conv_equals_dilated_conv(dims, shape, d):
 
 def test_patch_stream_batches():
     seed = int(np.random.default_rng().integers(0, 10**6))
-    a = PatchStream(seed=seed, batch=4, patch=16, source=32, patches_per_source=2)
+    # p_multi=0: one plane or one cross per patch, so every gap run is a single drawn gap (<= 12 px);
+    # with several gaps, adjacent ones merge into wider runs
+    a = PatchStream(seed=seed, batch=4, patch=16, source=32, patches_per_source=2, p_multi=0)
     I, m = next(a)
     assert I.shape == m.shape == (4, 16, 16, 16) and I.dtype == np.float32 and m.dtype == bool
     assert np.all(I >= 0) and np.array_equal(I, np.round(I))  # Poisson counts
     for b in range(4):
         lay, _ = GapLayout.from_mask(m[b])
         assert 1 <= len(lay) and lay.max_width <= 12 and not m[b].all()
-    b2 = PatchStream(seed=seed, batch=4, patch=16, source=32, patches_per_source=2)
+    b2 = PatchStream(seed=seed, batch=4, patch=16, source=32, patches_per_source=2, p_multi=0)
     I2, m2 = next(b2)
     assert np.array_equal(I, I2) and np.array_equal(m, m2)  # reproducible from the seed
     b2.load_state_dict(a.state_dict())

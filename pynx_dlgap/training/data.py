@@ -77,9 +77,12 @@ class PatchStream:
                 lo = [int(rng.integers(0, n - p + 1)) for _ in range(self.dims)]
             sl = tuple(slice(a, a + p) for a in lo)
             Ip = I[sl]
-            lay = G.random_layout(rng, (p,) * self.dims, widths=self.widths, p_cross=self.p_cross,
-                                  p_multi=self.p_multi)
-            m = lay.mask(Ip.shape)
+            while True:  # several gaps covering a whole axis mask the entire patch: nothing to fill from, redraw
+                lay = G.random_layout(rng, (p,) * self.dims, widths=self.widths, p_cross=self.p_cross,
+                                      p_multi=self.p_multi)
+                m = lay.mask(Ip.shape)
+                if not m.all():
+                    break
             if dead is not None:
                 m = m | dead[sl]
             # augmentations: flips, y<->x transposition
