@@ -8,7 +8,7 @@ exactly the dilated convolution (zero padding included; sizes not divisible by
 ``d`` are zero-padded at the end and cropped back).
 
 Why: on CPUs, torch's backward of dilated 3-D convolutions falls back to a slow
-path (measured with torch 2.13 on these 2-core machines: 4-8 s per 8x32^3
+path (an ad-hoc profile with torch 2.13 on these 2-core machines, not a repo benchmark: 4-8 s per 8x32^3
 batch, against ~0.1 s for the ordinary convolution), which made a dilated
 3-D U-Net untrainable here. This module holds an ordinary ``ConvNd`` (same
 parameters and state-dict keys as ``nn.ConvNd``), so weights are
