@@ -7,6 +7,8 @@ Subcommands::
     pynx-dlgap demo --out out/demo                                    # the main job, end to end
     pynx-dlgap train --out runs/inpaint3d --steps 20000 --export w.safetensors   # train (resumable)
     pynx-dlgap inpaint data.npz --mask mask.npz -o filled.npz          # DL gap fill (trained weights)
+    pynx-dlgap train-phase --out runs/phase3d --dims 3 --steps 4000    # train the phase model (resumable)
+    pynx-dlgap phase data.npz --mask mask.npz --inpaint -o result.cxi  # DL start + PyNX refinement
 """
 from __future__ import annotations
 
@@ -64,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     from .inpaint.infer import add_cli as add_inpaint
     add_inpaint(sub)
+    from .training.phase_trainer import add_cli as add_train_phase
+    add_train_phase(sub)
+    from .phase.cli import add_cli as add_phase
+    add_phase(sub)
     return p
 
 
@@ -71,9 +77,10 @@ def main(argv=None) -> int:
     p = build_parser()
     a = p.parse_args(argv)
     from ._checks import PatternError
+    from .models.weights import WeightsError
     try:
         r = a.func(a)
-    except (PatternError, FileNotFoundError, FileExistsError, KeyError) as e:
+    except (PatternError, FileNotFoundError, FileExistsError, KeyError, WeightsError) as e:
         print(f"pynx-dlgap {a.command}: error: {e}", file=sys.stderr)
         return 2
     return int(r or 0)

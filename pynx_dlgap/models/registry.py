@@ -96,17 +96,18 @@ register_model(
     input_shape=(1, 3, 64, 64), task="inpaint")
 register_model(
     "phase3d_small", "UNet",
-    dict(dims=3, in_channels=1, out_channels=2, depth=5, channels=(16, 32, 64, 128, 256), convs_per_block=2,
+    dict(dims=3, in_channels=5, out_channels=2, depth=5, channels=(16, 32, 64, 128, 256), convs_per_block=2,
          up_mode="transpose", up_kernel_size=2, norm="group", activation="leaky_relu", out_activation="phasor"),
-    "3-D reciprocal-space phase prediction, 64^3 input (normalised log-intensity), output unit phasor "
-    "(cos, sin); ~5.6 M params, 25x smaller than the published 144 M.",
-    input_shape=(1, 1, 64, 64, 64), task="phase")
+    "3-D reciprocal-space phase prediction, 64^3 input (normalised log-intensity, mask, 3 coordinates: "
+    "pynx_dlgap.phase.inputs), output unit phasor (cos, sin); ~5.6 M params, 25x smaller than the published 144 M.",
+    input_shape=(1, 5, 64, 64, 64), task="phase")
 register_model(
     "phase2d_small", "UNet",
-    dict(dims=2, in_channels=1, out_channels=2, depth=4, channels=(32, 64, 128, 256), convs_per_block=2,
+    dict(dims=2, in_channels=4, out_channels=2, depth=5, channels=(24, 48, 96, 192, 384), convs_per_block=2,
          up_mode="transpose", up_kernel_size=2, norm="group", activation="leaky_relu", out_activation="phasor"),
-    "2-D reciprocal-space phase prediction (64x64 probe of the brief, ~1.9 M params), unit-phasor output.",
-    input_shape=(1, 1, 64, 64), task="phase")
+    "2-D reciprocal-space phase prediction for 128x128 patterns (log-intensity, mask, 2 coordinates), "
+    "unit-phasor output.",
+    input_shape=(1, 4, 128, 128), task="phase")
 
 
 def list_models(task: str | None = None) -> list[str]:

@@ -33,7 +33,7 @@ __all__ = ["WeightsError", "save_weights", "load_weights", "read_card", "sha256_
 
 CARD_FORMAT = "pynx-dlgap-weights/1"
 _RESERVED = ("format", "architecture", "weights_file", "sha256", "n_params", "torch_version",
-             "pynx_dlgap_version", "created")
+             "pynx_dlgap_version", "created", "stored_dtype")
 _HOW_TO_GET = ("Use the weights shipped in pynx_dlgap/weights/ (pass their path), or train a model with "
                "`pynx-dlgap train` (see the README), which writes a .safetensors file and its .json card.")
 
@@ -82,7 +82,7 @@ def _jsonable(obj):
     raise TypeError(f"card value {obj!r} of type {type(obj).__name__} is not JSON-serialisable")
 
 
-def save_weights(model: nn.Module, path, card: Mapping[str, Any] | None = None) -> dict:
+def save_weights(model: nn.Module, path, card: Mapping[str, Any] | None = None, dtype=None) -> dict:
     """Write ``path`` (.safetensors) and its card ``path.with_suffix('.json')``.
 
     Parameters
@@ -94,6 +94,9 @@ def save_weights(model: nn.Module, path, card: Mapping[str, Any] | None = None) 
         gap widths supported, normalisation, ...). The keys ``format``,
         ``architecture``, ``weights_file``, ``sha256``, ``n_params``, ``torch_version``,
         ``pynx_dlgap_version`` and ``created`` are written by this function.
+    dtype : store floating-point tensors in this dtype (e.g. ``torch.float16`` to halve
+        the file; :func:`load_weights` casts them back to the model's dtype); the card
+        records it as ``stored_dtype``.
 
     Returns
     -------
@@ -113,6 +116,8 @@ def save_weights(model: nn.Module, path, card: Mapping[str, Any] | None = None) 
     wpath.parent.mkdir(parents=True, exist_ok=True)
     # detached, contiguous CPU copies: no shared storage, no device-specific layout
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     tmp = wpath.with_name(wpath.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"format": CARD_FORMAT, "class": str(config["class"])})
     os.replace(tmp, wpath)
@@ -127,6 +132,7 @@ def save_weights(model: nn.Module, path, card: Mapping[str, Any] | None = None) 
         "torch_version": torch.__version__,
         "pynx_dlgap_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "stored_dtype": str(dtype or torch.float32).replace("torch.", ""),
     }
     full.update(_jsonable(card))
     cpath = card_path(wpath)

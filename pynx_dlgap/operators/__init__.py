@@ -2,7 +2,10 @@
 
 * :func:`DLInpaint` — fill the detector gaps of ``cdi.iobs`` with the DL inpainting
   model: ``cdi = ER**50 * DLInpaint(weights=...) * cdi``.
+* :func:`DLPhaseInit` — start the object from the DL reciprocal-phase prediction:
+  ``cdi = ER**100 * RAAR**300 * DLPhaseInit() * cdi``.
 """
 from .inpaint import DLInpaint, decode_iobs, dlinpaint_class, pynx_family
+from .phase_init import DLPhaseInit, dlphaseinit_class
 
-__all__ = ["DLInpaint", "dlinpaint_class", "pynx_family", "decode_iobs"]
+__all__ = ["DLInpaint", "dlinpaint_class", "DLPhaseInit", "dlphaseinit_class", "pynx_family", "decode_iobs"]

@@ -12,6 +12,10 @@ checkpoints::
 
     torchrun --nproc_per_node 2 -m pynx_dlgap.cli train --out runs/x --steps 1000
 
+``--init WEIGHTS`` starts a new run from trained weights (fine-tuning, or a longer run
+on other hardware); ``--workers N`` simulates the patches in N loader processes (GPU
+training); ``--time-limit``/``--session-seconds`` as in ``pynx-dlgap train-phase``.
+
 Checkpoints hold only tensors and plain numbers and are read back with
 ``torch.load(weights_only=True)``.
 """
@@ -19,9 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -32,13 +34,15 @@ from ..inpaint.patches import INPAINT_CHANNELS, prepare_batch
 from ..normalize import normalize_patch
 from .data import PatchStream
 from .losses import CombinedInpaintLoss
+from .schedule import cosine_lr, hardware, progress
 
-__all__ = ["train", "export", "validation_set", "evaluate_batches", "add_cli"]
+__all__ = ["train", "export", "init_from_weights", "validation_set", "evaluate_batches", "add_cli"]
 
 DEFAULTS = dict(model="inpaint3d_small", dims=3, patch=32, batch=16, steps=20000, lr=1e-3, weight_decay=1e-4,
                 warmup=100, bf16=True, channels_last=False, seed=1, val_seed=999_999, val_batches=8,
                 val_every=250, ckpt_every=250, w_mse=1.0, w_l1=0.0, w_ssim=0.5, w_grad=1.0, regime="mixed",
-                widths=list(range(1, 13)), source=64, threads=0)
+                widths=list(range(1, 13)), source=64, threads=0, workers=0, time_limit=0.0, session_seconds=0.0,
+                init="")
 
 
 def _dist():
@@ -92,11 +96,41 @@ def _model_spec(m):
     return m
 
 
-def _lr(step, cfg):
-    if step < cfg["warmup"]:
-        return cfg["lr"] * (step + 1) / cfg["warmup"]
-    t = (step - cfg["warmup"]) / max(1, cfg["steps"] - cfg["warmup"])
-    return cfg["lr"] * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+def init_from_weights(model, path, verbose=True):
+    """Load trained weights (a .safetensors + card) into ``model``, which must have the same architecture."""
+    from ..models.weights import load_weights
+    init_model, init_card = load_weights(path)
+    if init_model.config.get("kwargs") != model.config.get("kwargs"):
+        raise ValueError(f"--init {path} holds a {init_card['architecture']} model, not {model.config}")
+    model.load_state_dict(init_model.state_dict())
+    if verbose:
+        print(f"starting from {path} (sha256 {init_card['sha256'][:12]}...)")
+    return init_card
+
+
+def _lr(step, cfg, seconds=0.0):
+    return cosine_lr(progress(step, seconds, cfg), step, cfg)
+
+
+class _WorkerPatches(torch.utils.data.IterableDataset):
+    """Batches of :class:`PatchStream` simulated in DataLoader worker processes (``--workers N``).
+
+    Worker ``w`` of session ``s`` streams seed ``base + 100 + 16 s + w`` (single process; the
+    in-process stream uses ``base + rank``)."""
+
+    def __init__(self, cfg, session):
+        super().__init__()
+        self.cfg, self.session = cfg, int(session)
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        w = 0 if info is None else info.id
+        torch.set_num_threads(1)
+        c = self.cfg
+        st = PatchStream(seed=c["seed"] * 1000 + 100 + 16 * self.session + w, batch=c["batch"], patch=c["patch"],
+                         dims=c["dims"], regime=c["regime"], widths=c["widths"], source=c["source"])
+        for I, m in st:
+            yield torch.from_numpy(I), torch.from_numpy(m)
 
 
 def train(out, **overrides):
@@ -120,7 +154,7 @@ def train(out, **overrides):
                          regime=cfg["regime"], widths=cfg["widths"], source=cfg["source"])
     loss_fn = CombinedInpaintLoss(cfg["w_mse"], cfg["w_l1"], cfg["w_ssim"], cfg["w_grad"])
     ckpt = out / "checkpoint.pt"
-    step, seconds = 0, 0.0
+    step, seconds, session = 0, 0.0, 0
     if ckpt.exists():
         st = torch.load(ckpt, map_location=device, weights_only=True)
         saved = json.loads(st["config"])
@@ -128,11 +162,15 @@ def train(out, **overrides):
             if saved[k] != cfg[k]:
                 raise ValueError(f"{ckpt} was trained with {k}={saved[k]!r}, not {cfg[k]!r}; use another --out")
         model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
+        if "opt" in st:  # a slimmed checkpoint (model only) restarts the optimiser state
+            opt.load_state_dict(st["opt"])
         step, seconds = int(st["step"]), float(st["seconds"])
+        session = int(st["session"]) + 1 if "session" in st else 1
         stream.load_state_dict({"seed": int(st["stream_seed"][rank]), "k": int(st["stream_k"][rank])})
         if rank == 0:
             print(f"resuming {out} at step {step}")
+    elif cfg["init"]:  # start from trained weights (fine-tuning / a longer run on new hardware)
+        init_from_weights(model, cfg["init"], verbose=rank == 0)
     ddp = model
     if world > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(model)
@@ -150,10 +188,20 @@ def train(out, **overrides):
     bar = tqdm(total=cfg["steps"], initial=step, desc="train", disable=rank != 0, dynamic_ncols=True)
     last = {}
     t_last = time.perf_counter()
+    s_start = seconds
     n_since = skipped = 0
+    batches = stream
+    if cfg["workers"]:
+        if world > 1:
+            raise ValueError("--workers is for single-process training (under torchrun each rank streams its own)")
+        batches = iter(torch.utils.data.DataLoader(_WorkerPatches(cfg, session), batch_size=None,
+                                                   num_workers=int(cfg["workers"]), prefetch_factor=4,
+                                                   persistent_workers=True))
     model.train()
     while step < cfg["steps"]:
-        I, m = next(stream)
+        I, m = next(batches)
+        if torch.is_tensor(I):
+            I, m = I.numpy(), m.numpy()
         x, _ = prepare_batch(I, m, device=device)
         # the target in the input's normalised space: its statistics come from the measured
         # voxels, identical in the truth and in the prefilled input
@@ -162,8 +210,9 @@ def train(out, **overrides):
         gm = gm[:, None].float()
         if cfg["channels_last"] and cfg["dims"] == 3:
             x = x.contiguous(memory_format=torch.channels_last_3d)
+        elapsed = seconds + time.perf_counter() - t_last
         for g in opt.param_groups:
-            g["lr"] = _lr(step, cfg)
+            g["lr"] = lr_now = _lr(step, cfg, elapsed)
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=cfg["bf16"]):
             y = ddp(x)
         loss = loss_fn(y.float(), tn[:, None].float(), gm)
@@ -179,14 +228,20 @@ def train(out, **overrides):
         step += 1
         n_since += I.shape[0] * world
         bar.update()
-        if rank == 0 and (step % cfg["val_every"] == 0 or step == cfg["steps"]):
+        over = ((cfg["time_limit"] and elapsed >= cfg["time_limit"])
+                or (cfg["session_seconds"] and elapsed - s_start >= cfg["session_seconds"]))
+        if world > 1:  # every rank stops at the same step
+            flag = torch.tensor([float(bool(over))], device=device)
+            torch.distributed.all_reduce(flag)
+            over = bool(flag.item())
+        if rank == 0 and (step % cfg["val_every"] == 0 or step == cfg["steps"] or over):
             now = time.perf_counter()
             seconds += now - t_last
             pps = n_since / (now - t_last)
             t_last, n_since = now, 0
             vm = evaluate_batches(model, val["mixed"], device, cfg["bf16"])
             vs = evaluate_batches(model, val["measured"], device, cfg["bf16"])
-            last = dict(step=step, seconds=round(seconds, 1), lr=_lr(step, cfg), loss=loss_fn.last["total"],
+            last = dict(step=step, seconds=round(seconds, 1), lr=lr_now, loss=loss_fn.last["total"],
                         skipped=skipped,
                         mse=loss_fn.last.get("mse", 0), l1=loss_fn.last.get("l1", 0),
                         ssim=loss_fn.last.get("ssim", 0), grad=loss_fn.last.get("grad", 0), patches_per_s=pps,
@@ -198,13 +253,17 @@ def train(out, **overrides):
             bar.set_postfix(loss=f"{last['loss']:.4f}", val=f"{vm['mae_log_model']:.3f}/{vm['mae_log_loglinear']:.3f}",
                             win=f"{vm['win_rate']:.2f}")
             t_last = time.perf_counter()
-        if step % cfg["ckpt_every"] == 0 or step == cfg["steps"]:
-            _save_ckpt(ckpt, model, opt, step, seconds, stream, cfg, rank, world)
+        if step % cfg["ckpt_every"] == 0 or step == cfg["steps"] or over:
+            _save_ckpt(ckpt, model, opt, step, seconds, stream, cfg, rank, world, session)
+        if over:
+            if rank == 0:
+                print(f"time reached at step {step}; re-run the same command to resume")
+            break
     bar.close()
     return last
 
 
-def _save_ckpt(path, model, opt, step, seconds, stream, cfg, rank, world):
+def _save_ckpt(path, model, opt, step, seconds, stream, cfg, rank, world, session=0):
     ks = torch.tensor([stream.k], dtype=torch.int64)
     ss = torch.tensor([stream.seed], dtype=torch.int64)
     if world > 1:
@@ -216,7 +275,8 @@ def _save_ckpt(path, model, opt, step, seconds, stream, cfg, rank, world):
     if rank != 0:
         return
     st = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "seconds": seconds,
-          "stream_k": ks, "stream_seed": ss, "config": json.dumps(cfg)}
+          "stream_k": ks, "stream_seed": ss, "session": session, "config": json.dumps(cfg),
+          "hardware": hardware(next(model.parameters()).device.type)}
     tmp = path.with_name(path.name + ".tmp")
     torch.save(st, tmp)
     os.replace(tmp, path)
@@ -242,8 +302,7 @@ def export(out, weights, extra_card=None):
         "training": {"steps": int(st["step"]), "seconds": float(st["seconds"]), "batch": cfg["batch"],
                      "patches_seen": int(st["step"]) * cfg["batch"], "lr": cfg["lr"], "bf16": cfg["bf16"],
                      "loss": {k: cfg[k] for k in ("w_mse", "w_l1", "w_ssim", "w_grad")},
-                     "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                                 f"{'cuda' if torch.cuda.is_available() else 'cpu'}",
+                     "hardware": st.get("hardware", "unknown"),
                      "seed": cfg["seed"]},
         "data_recipe": {"generator": "pynx_dlgap.training.data.PatchStream", "regime": cfg["regime"],
                         "source_shape": [cfg["source"]] * cfg["dims"], "widths": cfg["widths"],

@@ -1,0 +1,172 @@
+"""Predict the reciprocal-space phase of a pattern and build a starting object.
+
+>>> phase, info = predict_phase(iobs, mask, return_info=True)          # shipped weights
+>>> obj0 = start_object(iobs, phase, mask)                            # IFT(sqrt(I) exp(i phase))
+>>> sup0 = support_from_object(obj0)
+
+Patterns of any size (documented method, no resizing of the user's data)
+-----------------------------------------------------------------------
+The model sees a fixed cube (64^3 in 3-D, 128^2 in 2-D) with the Bragg peak at
+index ``n//2``; the user's pattern is expected centred (peak at ``N//2``, as
+PyNX and ``pynx-cdi-id01`` centre it). The prediction **region** is that cube
+(:func:`prediction_region`): along an axis no longer than the cube it is centred
+on the array; along a longer axis, centred on the Bragg peak (the maximum of the
+measured intensity after a 1-px Gaussian smoothing) and kept inside the array:
+
+* a larger pattern: the ``n``-cube around the peak is predicted; the
+  phase outside it is unknown (``NaN``), and :func:`start_object` builds the
+  **low-resolution** object from the region alone (``sqrt(I) exp(i phase)``
+  inside the region, 0 outside, inverse FT on the full grid: the object
+  band-limited to the region, on the user's full-resolution grid); the
+  iterative chain then recovers the high-q phases from the measured data;
+* a smaller pattern: the region extends past the array; those voxels are given to the model as masked (mask channel 1,
+  intensity 0) and are not used afterwards.
+
+The phase is defined up to the twin (``phi(q) -> -phi(-q)``, the conjugated,
+inverted object) and a global offset: both are valid starts for PyNX.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .._checks import check_pattern
+from .inputs import phase_input
+
+__all__ = ["predict_phase", "start_object", "support_from_object", "load_phase_model", "default_weights",
+           "bragg_peak", "prediction_region", "read_phase_card"]
+
+_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def default_weights(dims: int) -> Path:
+    """Path of the shipped phase weights for ``dims`` = 2 or 3."""
+    return _WEIGHTS_DIR / f"phase{int(dims)}d.safetensors"
+
+
+def load_phase_model(weights=None, dims: int = 3):
+    """``(model, card)`` from a weights file (default: the shipped one for ``dims``)."""
+    from ..models.weights import WeightsError, load_weights
+    path = Path(weights) if weights is not None else default_weights(dims)
+    if not path.exists():
+        raise WeightsError(f"phase weights not found: {path}. Use the shipped weights "
+                           f"(pynx_dlgap/weights/phase{dims}d.safetensors) or train them with "
+                           f"`pynx-dlgap train-phase --dims {dims} --export ...`.")
+    model, card = load_weights(path)
+    if card.get("task") != "phase":
+        raise WeightsError(f"{path} holds a {card.get('task')!r} model, not a phase model")
+    return model, card
+
+
+def _model_shape(model, card, dims):
+    if card and "input" in card and "shape" in card["input"]:
+        return tuple(int(n) for n in card["input"]["shape"])
+    return (64,) * 3 if dims == 3 else (128,) * 2
+
+
+def bragg_peak(iobs, mask=None) -> tuple:
+    """Index of the maximum of the measured intensity after a 1-px Gaussian smoothing."""
+    from scipy.ndimage import gaussian_filter
+    I = np.where(mask, 0, iobs) if mask is not None else np.asarray(iobs)
+    sm = gaussian_filter(I.astype(np.float32), 1.0)
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(sm)), sm.shape))
+
+
+def prediction_region(shape, peak, size) -> tuple:
+    """Start index of the ``size`` box: along an axis no longer than the box, the box is centred
+    on the array (index ``N//2`` at the box's ``n//2``; it may run past both ends); along a longer
+    axis it is centred on ``peak`` and moved inside the array."""
+    out = []
+    for N, p, n in zip(shape, peak, size):
+        N, p, n = int(N), int(p), int(n)
+        out.append(N // 2 - n // 2 if N <= n else min(max(p - n // 2, 0), N - n))
+    return tuple(out)
+
+
+def _take(a, start, size, fill):
+    """The ``size`` box of ``a`` at ``start``, ``fill`` where it leaves the array."""
+    out = np.full(size, fill, dtype=a.dtype)
+    src, dst = [], []
+    for s, n, N in zip(start, size, a.shape):
+        lo, hi = max(s, 0), min(s + n, N)
+        if hi <= lo:
+            return out
+        src.append(slice(lo, hi))
+        dst.append(slice(lo - s, hi - s))
+    out[tuple(dst)] = a[tuple(src)]
+    return out
+
+
+def predict_phase(iobs, mask=None, model=None, weights=None, device: str = "cpu", return_info: bool = False):
+    """Reciprocal-space phase of a centred 2-D/3-D pattern (radians, the pattern's shape).
+
+    ``NaN`` outside the prediction region (see the module docstring). Never modifies
+    the inputs. ``model``: a loaded phase model (else ``weights``, else the shipped
+    weights). With ``return_info`` also returns a dict (region, peak, seconds, card).
+    """
+    import torch
+    iobs, mask = check_pattern(iobs, mask, ndim=(2, 3), allow_full_mask=False)
+    dims = iobs.ndim
+    card = None
+    if model is None:
+        model, card = load_phase_model(weights, dims)
+    model_dims = int(model.config["kwargs"].get("dims", dims))
+    if model_dims != dims:
+        raise ValueError(f"a {model_dims}-D phase model cannot predict a {dims}-D pattern")
+    size = _model_shape(model, card, dims)
+    t0 = time.perf_counter()
+    peak = bragg_peak(iobs, mask)
+    start = prediction_region(iobs.shape, peak, size)
+    I = _take(np.asarray(iobs, np.float32), start, size, 0.0)
+    m = _take(mask, start, size, True)
+    x = torch.from_numpy(phase_input(I, m))[None].to(device)
+    model = model.to(device).eval()
+    with torch.no_grad():
+        y = model(x)[0].float().cpu().numpy()
+    ph_box = np.arctan2(y[1], y[0]).astype(np.float32)
+    phase = np.full(iobs.shape, np.nan, np.float32)
+    src, dst = [], []
+    for s, n, N in zip(start, size, iobs.shape):
+        lo, hi = max(s, 0), min(s + n, N)
+        src.append(slice(lo - s, hi - s))
+        dst.append(slice(lo, hi))
+    phase[tuple(dst)] = ph_box[tuple(src)]
+    if not return_info:
+        return phase
+    info = {"peak": list(peak), "region_start": list(start), "region_shape": list(size),
+            "seconds": time.perf_counter() - t0, "device": str(device)}
+    if card is not None:
+        info["weights_sha256"] = card.get("sha256")
+    return phase, info
+
+
+def start_object(iobs, phase, mask=None) -> np.ndarray:
+    """``icfft(sqrt(I) exp(i phase))`` (centred, complex64); 0 amplitude where ``phase`` is NaN.
+
+    Masked voxels get amplitude 0 (pass an inpainted pattern to use its fill).
+    The result is scaled so that its FT has the measured total intensity.
+    """
+    from ..simulate.diffraction import icfft
+    iobs, mask = check_pattern(iobs, mask, ndim=(2, 3), allow_full_mask=False)
+    phase = np.asarray(phase, np.float32)
+    if phase.shape != iobs.shape:
+        raise ValueError(f"phase shape {phase.shape} != pattern shape {iobs.shape}")
+    known = np.isfinite(phase) & ~mask
+    a = np.where(known, np.sqrt(np.clip(iobs, 0, None)), 0).astype(np.float64)
+    f = a * np.exp(1j * np.where(known, phase, 0))
+    return icfft(f).astype(np.complex64)
+
+
+def support_from_object(obj, threshold: float = 0.2, sigma: float = 1.0) -> np.ndarray:
+    """Support: the Gaussian-smoothed (``sigma`` px) modulus above ``threshold`` of its maximum."""
+    from scipy.ndimage import gaussian_filter
+    a = gaussian_filter(np.abs(np.asarray(obj)).astype(np.float32), sigma)
+    return a > threshold * a.max()
+
+
+def read_phase_card(weights=None, dims: int = 3) -> dict:
+    """The JSON card of phase weights (default: the shipped ones for ``dims``)."""
+    from ..models.weights import read_card
+    return read_card(Path(weights) if weights is not None else default_weights(dims))

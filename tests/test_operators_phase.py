@@ -1,0 +1,111 @@
+"""The ``DLPhaseInit`` PyNX operator (CPU and OpenCL families) with real PyNX.
+
+Reference: the start object and support built directly with numpy
+(:func:`start_object`, :func:`support_from_object` on the centred pattern),
+compared with what the operator leaves in the PyNX ``CDI`` (fft-shifted storage).
+"""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("pynx.cdi.cpu_operator", reason="real PyNX is needed (make setup)")
+
+from pynx_dlgap.evaluate.phasing import import_pynx_cdi  # noqa: E402
+from pynx_dlgap.models import build_model  # noqa: E402
+from pynx_dlgap.operators import DLPhaseInit  # noqa: E402
+from pynx_dlgap.phase.predict import predict_phase, start_object, support_from_object  # noqa: E402
+from pynx_dlgap.simulate import simulate_2d  # noqa: E402
+from pynx_dlgap.simulate.gaps import cross  # noqa: E402
+
+pytestmark = pytest.mark.pynx
+
+SHAPE = (128, 128)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    from test_phase import TINY_PHASE2
+    return build_model(TINY_PHASE2)
+
+
+@pytest.fixture(scope="module")
+def data():
+    seed = int(np.random.default_rng().integers(1_000_000))
+    d = simulate_2d(seed, SHAPE, "measured", floor=0.0, diffuse=0.0, gaps="none", crop_shift=[0, 0],
+                    phase_range=6.0)
+    I = np.asarray(d["intensity"], dtype=np.float32)
+    m = cross(3, 40, 90).mask(SHAPE)
+    return I, m, d
+
+
+def _cdi(pc, I, m):
+    return pc.CDI(np.fft.fftshift(I).copy(), mask=np.fft.fftshift(m).astype(np.int8))
+
+
+def _ncc(a, b):
+    return abs(np.vdot(a, b)) / np.linalg.norm(a) / np.linalg.norm(b)
+
+
+def test_cpu_sets_start_object_and_support(tiny, data):
+    I, m, _ = data
+    pc = import_pynx_cdi("cpu")
+    I0 = I.copy()
+    cdi = DLPhaseInit(model=tiny, family="cpu") * _cdi(pc, I, m)
+    ref = start_object(I, predict_phase(I, m, model=tiny), m)
+    got = cdi.get_obj(shift=True)
+    assert _ncc(got, ref) > 1 - 1e-5  # same object, up to PyNX's ScaleObj factor
+    np.testing.assert_array_equal(cdi.get_support(shift=True).astype(bool), support_from_object(ref))
+    np.testing.assert_array_equal(I, I0)
+    info = cdi.dl_phase_init_info
+    assert info["region_shape"] == [128, 128] and info["support_points"] > 0
+
+
+def test_chain_runs_and_estimated_pixels_are_used(tiny, data):
+    I, m, _ = data
+    pc = import_pynx_cdi("cpu")
+    # an 'estimated' encoding in the gap: the operator must use the estimate as intensity
+    stored = np.fft.fftshift(I).copy()
+    ms = np.fft.fftshift(m)
+    stored[ms] = -(stored[ms] + 1) * 1e19
+    cdi = pc.CDI(stored)
+    cdi = pc.ER() ** 20 * pc.RAAR() ** 20 * DLPhaseInit(model=tiny, family="cpu") * cdi
+    assert np.isfinite(cdi.get_obj()).all()
+    cdi2 = DLPhaseInit(model=tiny, family="cpu") * pc.CDI(np.fft.fftshift(I).copy())
+    full = start_object(I, predict_phase(I, None, model=tiny))
+    assert _ncc(cdi2.get_obj(shift=True), full) > 1 - 1e-5
+
+
+def test_given_support_and_dims_mismatch(tiny, data):
+    I, m, _ = data
+    pc = import_pynx_cdi("cpu")
+    sup = np.zeros(SHAPE, bool)
+    sup[40:90, 50:80] = True
+    cdi = DLPhaseInit(model=tiny, family="cpu", support=sup) * _cdi(pc, I, m)
+    np.testing.assert_array_equal(cdi.get_support(shift=True).astype(bool), sup)
+    from test_phase import TINY_PHASE3
+    with pytest.raises(ValueError, match="3-D phase model"):
+        DLPhaseInit(model=build_model(TINY_PHASE3), family="cpu") * _cdi(pc, I, m)
+
+
+@pytest.mark.opencl
+def test_opencl_matches_cpu(tiny, data):
+    from pynx_dlgap.pynx_backend import has_opencl_device, init_pynx_opencl
+    if not has_opencl_device():
+        pytest.skip("no OpenCL device (install PoCL: pip install pocl-binary-distribution)")
+    I, m, _ = data
+    init_pynx_opencl()
+    pcl = import_pynx_cdi("opencl")
+    pc = import_pynx_cdi("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cdi = DLPhaseInit(model=tiny, family="opencl") * _cdi(pc, I, m)
+        dev_obj = np.fft.fftshift(cdi._cl_obj.get())
+        dev_sup = np.fft.fftshift(cdi._cl_support.get()).astype(bool)
+        cdi = pcl.ER() ** 5 * cdi
+        assert np.isfinite(cdi.get_obj()).all()
+    cpu = DLPhaseInit(model=tiny, family="cpu") * _cdi(pc, I, m)
+    assert _ncc(dev_obj, cpu.get_obj(shift=True)) > 1 - 1e-5  # the device holds the new start
+    np.testing.assert_array_equal(dev_sup, cpu.get_support(shift=True).astype(bool))

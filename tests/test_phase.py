@@ -1,0 +1,129 @@
+"""Phase initialisation: input encoding, symmetries, prediction region, start object,
+training (resume) and the ``DLPhaseInit`` PyNX operator.
+
+References are independent float64 numpy computations (FFT identities, the simulator's
+own object) or the functions' documented contracts on freshly drawn data.
+"""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pynx_dlgap.models import build_model
+from pynx_dlgap.phase.inputs import apply_symmetry, phase_input, phase_weight, random_symmetry
+from pynx_dlgap.phase.predict import (default_weights, load_phase_model, predict_phase, start_object,
+                                      support_from_object)
+
+TINY_PHASE3 = {"class": "UNet", "kwargs": dict(dims=3, in_channels=5, out_channels=2, depth=2, channels=(4, 8),
+                                               norm="group", norm_groups=2, out_activation="phasor")}
+TINY_PHASE2 = {"class": "UNet", "kwargs": dict(dims=2, in_channels=4, out_channels=2, depth=2, channels=(4, 8),
+                                               norm="group", norm_groups=2, out_activation="phasor")}
+
+
+def _cfft(a):
+    return np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(a)))
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 16), (12, 12), (15, 15, 15)])
+def test_symmetry_maps_a_pair_onto_a_pair(shape):
+    """Transforming the *object* by (perm, flips) about index n//2 gives a FT whose phase is the
+    transformed phase: the augmentation keeps (intensity, label) consistent."""
+    rng = np.random.default_rng()
+    obj = rng.normal(size=shape) + 1j * rng.normal(size=shape)
+    for _ in range(4):
+        perm, flips = random_symmetry(rng, shape)
+        F = _cfft(obj)
+        F2 = _cfft(apply_symmetry(obj, perm, flips))
+        np.testing.assert_allclose(np.abs(F2) ** 2, apply_symmetry(np.abs(F) ** 2, perm, flips), rtol=1e-9)
+        d = np.angle(F2) - apply_symmetry(np.angle(F), perm, flips)
+        assert np.abs(np.angle(np.exp(1j * d))).max() < 1e-8
+
+
+def test_phase_input_channels_and_no_mutation():
+    rng = np.random.default_rng()
+    I = rng.poisson(100 * rng.random((20, 24, 28))).astype(np.float32)
+    m = rng.random(I.shape) < 0.1
+    I0, m0 = I.copy(), m.copy()
+    x = phase_input(I, m)
+    assert x.shape == (5, 20, 24, 28) and x.dtype == np.float32
+    ref = np.log1p(I.astype(np.float64)) / np.log1p(I[~m].max())
+    np.testing.assert_allclose(x[0][~m], ref[~m], rtol=1e-6)
+    assert np.all(x[0][m] == 0) and np.array_equal(x[1] > 0, m)
+    assert x[2][10, 0, 0] == 0 and x[3][0, 12, 0] == 0 and x[4][0, 0, 14] == 0  # q = 0 at n//2
+    assert x[4][0, 0, 0] == -1.0
+    np.testing.assert_array_equal(I, I0), np.testing.assert_array_equal(m, m0)
+    w = phase_weight(I)
+    assert w.max() == pytest.approx(1.0) and w.min() >= 0
+
+
+def test_start_object_from_true_phase_recovers_object():
+    """IFT(sqrt(I) e^{i phase}) with the simulator's noise-free crystal intensity and its phase label
+    is the simulator's object (up to the sub-pixel centring the label removes)."""
+    from pynx_dlgap.evaluate.align import object_errors
+    from pynx_dlgap.simulate import simulate_3d
+    seed = int(np.random.default_rng().integers(1_000_000))
+    s = simulate_3d(seed, (32, 32, 32), "textbook", floor=0.0, diffuse=0.0, gaps="none", phase_range=4.0,
+                    crop_shift=[0, 0, 0], dead_fraction=0.0)
+    I = s["params"]["scale"] * np.abs(_cfft(s["object"].astype(np.complex128))) ** 2
+    o = start_object(I.astype(np.float32), s["phase"])
+    e = object_errors(o, s["object"], s["support"])
+    assert e["phase_rms"] < 0.05 and e["modulus_error"] < 0.05
+    sup = support_from_object(o, 0.2, 1.0)
+    assert (sup & s["support"]).sum() > 0.9 * s["support"].sum()
+
+
+def test_predict_region_larger_and_smaller_patterns():
+    torch.manual_seed(0)
+    model = build_model(TINY_PHASE3)
+    rng = np.random.default_rng()
+    big = rng.poisson(5, (72, 70, 80)).astype(np.float32)
+    big[40, 30, 50] = 1e5  # the Bragg peak
+    ph, info = predict_phase(big, model=model, return_info=True)
+    assert info["peak"] == [40, 30, 50] and info["region_shape"] == [64, 64, 64]
+    assert info["region_start"] == [8, 0, 16]  # centred on the peak, moved inside the array
+    fin = np.isfinite(ph)
+    assert fin[8:72, 0:64, 16:80].all() and fin.sum() == 64 ** 3
+    small = rng.poisson(5, (40, 40, 40)).astype(np.float32)
+    small[21, 20, 20] = 1e4  # the peak one voxel off: the region stays centred on the array
+    ph2, info2 = predict_phase(small, model=model, return_info=True)
+    assert info2["region_start"] == [-12, -12, -12]
+    assert np.isfinite(ph2).all() and np.abs(ph2).max() <= np.pi
+    o = start_object(big, ph)
+    assert o.shape == big.shape and np.isfinite(o).all()
+
+
+def test_bad_inputs_are_refused_before_work():
+    from pynx_dlgap._checks import PatternError
+    from pynx_dlgap.models.weights import WeightsError
+    model = build_model(TINY_PHASE3)
+    with pytest.raises(PatternError):
+        predict_phase(np.full((64, 64, 64), np.nan, np.float32), model=model)
+    with pytest.raises(ValueError, match="2-D pattern"):
+        predict_phase(np.ones((64, 64), np.float32), model=model)
+    with pytest.raises(WeightsError, match="not found"):
+        load_phase_model("/nonexistent/phase.safetensors")
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_shipped_phase_weights_load(dims):
+    model, card = load_phase_model(None, dims)
+    assert card["task"] == "phase"
+    assert card["input"]["shape"] == ([64] * 3 if dims == 3 else [128] * 2)
+    assert int(model.config["kwargs"]["dims"]) == dims
+    assert default_weights(dims).exists() and card["stored_dtype"] == "float16"
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_train_phase_resumes(tmp_path):
+    from pynx_dlgap.training.phase_trainer import export_phase, train_phase
+    kw = dict(model=json.dumps(TINY_PHASE2), dims=2, shape=32, batch=2, steps=2, workers=0, views=1, val_n=1,
+              val_every=1, ckpt_every=1, warmup=1)
+    train_phase(tmp_path / "run", **kw)
+    last = train_phase(tmp_path / "run", **dict(kw, steps=3))
+    assert last["step"] == 3
+    rows = open(tmp_path / "run" / "log.csv").read().strip().splitlines()
+    assert len(rows) == 1 + 3 and all(np.isfinite(float(v)) for v in rows[-1].split(","))
+    card = export_phase(tmp_path / "run", tmp_path / "w.safetensors")
+    m, c = load_phase_model(tmp_path / "w.safetensors", 2)
+    assert c["sha256"] == card["sha256"] and c["training"]["steps"] == 3
