@@ -1,1 +1,117 @@
+"""Device-side kernels of pynx-dlgap (sources in ``pynx_dlgap/kernels/``).
 
+* :func:`kernel_source` — the ``.cl`` / ``.cu`` text;
+* :class:`OpenCLKernels` — the OpenCL kernels built for a ``pyopencl`` context
+  (PyNX's, or PoCL's CPU device in the tests), with numpy-array helpers;
+* :func:`cuda_module` — the CUDA kernels compiled at run time by NVRTC through
+  CuPy (``cupy.RawModule``), when CuPy and a GPU are there.
+
+Kernels: ``dl_write_iobs`` (DL values into PyNX's iobs encoding: observed or
+*estimated* ``-(I+1)*1e19``, in place where a fill flag is set) and
+``dl_phasor_amplitude`` (``sqrt(I) exp(i phase)`` from centred arrays into PyNX's
+fft-shifted layout, ``stored[j] = centred[(j + n//2) % n]`` = ``numpy.fft.ifftshift``;
+0 where masked or where the phase is NaN). Numpy references: :func:`write_iobs_reference`,
+:func:`phasor_amplitude_reference`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["kernel_source", "KERNEL_DIR", "OpenCLKernels", "cuda_module", "write_iobs_reference",
+           "phasor_amplitude_reference"]
+
+KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
+
+
+def kernel_source(kind: str) -> str:
+    """Text of ``kernels/dlgap.cl`` (``kind='opencl'``) or ``kernels/dlgap.cu`` (``'cuda'``)."""
+    name = {"opencl": "dlgap.cl", "cuda": "dlgap.cu"}[kind]
+    return (KERNEL_DIR / name).read_text()
+
+
+def write_iobs_reference(iobs, values, fill, mode: str = "observed") -> np.ndarray:
+    """Numpy reference of ``dl_write_iobs`` (returns a new array)."""
+    out = np.array(iobs, dtype=np.float32, copy=True)
+    v = np.maximum(np.asarray(values, np.float32), 0)
+    f = np.asarray(fill, bool)
+    out[f] = v[f] if mode == "observed" else -(v[f] + 1) * np.float32(1e19)
+    return out
+
+
+def phasor_amplitude_reference(intensity, phase, masked=None) -> np.ndarray:
+    """Numpy reference of ``dl_phasor_amplitude``: ``ifftshift(sqrt(I) exp(i phase))`` (complex64)."""
+    I = np.asarray(intensity, np.float64)
+    ph = np.asarray(phase, np.float64)
+    ok = np.isfinite(ph) & (np.zeros(I.shape, bool) if masked is None else ~np.asarray(masked, bool))
+    c = np.where(ok, np.sqrt(np.clip(I, 0, None)) * np.exp(1j * np.where(ok, ph, 0)), 0)
+    return np.fft.ifftshift(c).astype(np.complex64)
+
+
+def _dims3(shape):
+    if len(shape) == 2:
+        return (1,) + tuple(shape)
+    if len(shape) == 3:
+        return tuple(shape)
+    raise ValueError(f"2-D or 3-D arrays only, got shape {shape}")
+
+
+class OpenCLKernels:
+    """The OpenCL kernels built for ``context`` (a ``pyopencl.Context``) on ``queue``."""
+
+    def __init__(self, context, queue=None):
+        import pyopencl as cl
+        self.cl = cl
+        self.ctx = context
+        self.queue = queue or cl.CommandQueue(context)
+        self.prg = cl.Program(context, kernel_source("opencl")).build()
+        self._write = cl.Kernel(self.prg, "dl_write_iobs")
+        self._phasor = cl.Kernel(self.prg, "dl_phasor_amplitude")
+
+    def write_iobs(self, iobs_dev, values_dev, fill_dev, mode: str = "observed"):
+        """In place on ``pyopencl.array`` arguments (float32, float32, int8/bool, same size)."""
+        n = int(iobs_dev.size)
+        if values_dev.size != n or fill_dev.size != n:
+            raise ValueError("iobs, values and fill must have the same size")
+        m = {"observed": 0, "estimate": 1}[mode]
+        self._write(self.queue, (n,), None, iobs_dev.data, values_dev.data, fill_dev.data,
+                    np.int32(m), np.int32(n))
+        return iobs_dev
+
+    def phasor_amplitude(self, intensity_dev, phase_dev, masked_dev, out_dev=None):
+        """``pyopencl.array`` complex64 (stored layout) from centred float32/float32/int8 arrays."""
+        import pyopencl.array as cla
+        nz, ny, nx = _dims3(intensity_dev.shape)
+        if out_dev is None:
+            out_dev = cla.empty(self.queue, intensity_dev.shape, np.complex64)
+        self._phasor(self.queue, (nz * ny * nx,), None, out_dev.data, intensity_dev.data,
+                     phase_dev.data, masked_dev.data, np.int32(nz), np.int32(ny), np.int32(nx))
+        return out_dev
+
+    # numpy in / numpy out (one host round trip), for tests and the OpenCL-family operators
+    def write_iobs_numpy(self, iobs, values, fill, mode="observed"):
+        import pyopencl.array as cla
+        q = self.queue
+        d = cla.to_device(q, np.ascontiguousarray(iobs, np.float32))
+        self.write_iobs(d, cla.to_device(q, np.ascontiguousarray(values, np.float32)),
+                        cla.to_device(q, np.ascontiguousarray(fill, np.int8)), mode)
+        return d.get()
+
+    def phasor_amplitude_numpy(self, intensity, phase, masked=None):
+        import pyopencl.array as cla
+        q = self.queue
+        m = np.zeros(np.shape(intensity), np.int8) if masked is None else np.asarray(masked, np.int8)
+        return self.phasor_amplitude(cla.to_device(q, np.ascontiguousarray(intensity, np.float32)),
+                                     cla.to_device(q, np.ascontiguousarray(phase, np.float32)),
+                                     cla.to_device(q, np.ascontiguousarray(m))).get()
+
+
+def cuda_module():
+    """The CUDA kernels compiled by NVRTC through CuPy: ``cupy.RawModule`` (needs CuPy and a GPU)."""
+    try:
+        import cupy
+    except ImportError as e:  # pragma: no cover - GPU machines only
+        raise RuntimeError("the CUDA kernels are compiled at run time with CuPy (pip install cupy-cuda12x "
+                           "or cupy-cuda13x on a machine with an NVIDIA GPU)") from e
+    return cupy.RawModule(code=kernel_source("cuda"), options=("-std=c++17",))
