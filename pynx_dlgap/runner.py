@@ -1,0 +1,144 @@
+"""``pynx-cdi-id01-dl``: PyNX's ``pynx-cdi-id01`` plus the deep-learning steps.
+
+Made by subclassing PyNX's runner classes (``CDIRunnerID01`` / ``CDIRunnerScanID01``),
+without copying or patching PyNX: every ``pynx-cdi-id01`` parameter and output is
+PyNX's own. New flags (group "pynx-dlgap deep-learning steps" in ``--help``):
+
+``--dl-inpaint [WEIGHTS]``
+    fill the masked voxels (detector gaps) with the DL inpainting model once the
+    CDI is built (after PyNX's own mask handling); default weights: the shipped ones.
+``--dl-inpaint-mode observed|estimate``
+    write the fill as observed intensities (default) or as PyNX *estimated* values
+    (loose constraint on the OpenCL/CUDA operators; masked on PyNX's CPU operators).
+``--dl-phase-init [WEIGHTS]``
+    start every run from the DL reciprocal-phase prediction
+    (``IFT(sqrt(I) exp(i phi))``, support from its modulus) instead of PyNX's start.
+
+Weights are checked (file, card, checksum) before any data are read. What the DL
+steps did (weights checksum, voxels filled, prediction region, seconds) is stored
+in the run's parameters, which PyNX writes into the output ``.cxi`` process
+information (keys ``dl_*``). Several runs (``--nb_run``) each start from the same
+DL prediction (the chain is then the only source of variation); scans distributed
+over MPI ranks (``mpi=scan``) each apply the steps to their own scan.
+
+Not yet: the operators in ``--algorithm`` strings, ``--dl-finetune``, the CUDA family.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+__all__ = ["main", "runner_classes"]
+
+_CACHE = {}
+
+
+def _weights(value, default):
+    from pathlib import Path
+    return default if value in (None, "shipped") else Path(value)
+
+
+def runner_classes():
+    """``(CDIRunnerID01DL, CDIRunnerScanID01DL)``, built on PyNX's classes (PyNX imported here)."""
+    if _CACHE:
+        return _CACHE["classes"]
+    from pynx.cdi.runner.id01 import CDIRunnerID01, CDIRunnerScanID01
+
+    class CDIRunnerScanID01DL(CDIRunnerScanID01):
+        """One scan of ``pynx-cdi-id01-dl``: PyNX's ``prepare_cdi`` then the DL steps."""
+
+        def prepare_cdi(self):
+            first = self.cdi is None
+            super().prepare_cdi()
+            p = self.params
+            from .operators import DLInpaint, DLPhaseInit
+            if first and p.get("dl_inpaint") is not None:
+                from .inpaint.infer import DEFAULT_WEIGHTS
+                t0 = time.perf_counter()
+                self.cdi = DLInpaint(weights=_weights(p["dl_inpaint"], DEFAULT_WEIGHTS),
+                                     mode=p.get("dl_inpaint_mode") or "observed") * self.cdi
+                inf = getattr(self.cdi, "dl_inpaint_info", {})
+                p["dl_inpaint_voxels"] = int(inf.get("voxels_filled", 0))
+                p["dl_inpaint_seconds"] = time.perf_counter() - t0
+                p["dl_inpaint_sha256"] = str(inf.get("weights_sha256") or "")
+                print(f"pynx-dlgap: DLInpaint filled {p['dl_inpaint_voxels']} voxels in "
+                      f"{p['dl_inpaint_seconds']:.1f} s")
+            if p.get("dl_phase_init") is not None:
+                from .phase.predict import default_weights
+                ndim = self.cdi.iobs.ndim
+                t0 = time.perf_counter()
+                self.cdi = DLPhaseInit(weights=_weights(p["dl_phase_init"], default_weights(ndim))) * self.cdi
+                inf = getattr(self.cdi, "dl_phase_init_info", {})
+                p["dl_phase_init_seconds"] = time.perf_counter() - t0
+                p["dl_phase_init_sha256"] = str(inf.get("weights_sha256", ""))
+                p["dl_phase_init_region"] = str(inf.get("region_shape", ""))
+                print(f"pynx-dlgap: DLPhaseInit start in {p['dl_phase_init_seconds']:.1f} s, support "
+                      f"{inf.get('support_points')} voxels")
+
+    class CDIRunnerID01DL(CDIRunnerID01):
+        """``pynx-cdi-id01`` plus the pynx-dlgap flags."""
+
+        def __init__(self, argv, params, *args, **kwargs):
+            super().__init__(argv, params)
+            self.CDIRunnerScan = CDIRunnerScanID01DL
+
+        @classmethod
+        def make_parser(cls, description=None, script_name="pynx-cdi-id01-dl", epilog=None, default_par=None):
+            parser = super().make_parser(description, script_name, epilog, default_par)
+            grp = parser.add_argument_group("pynx-dlgap deep-learning steps")
+            grp.add_argument("--dl-inpaint", "--dl_inpaint", dest="dl_inpaint", nargs="?", const="shipped",
+                             default=None, metavar="WEIGHTS",
+                             help="fill the masked voxels (detector gaps) with the DL model before phasing; "
+                                  "WEIGHTS: a .safetensors file with its card (default: the shipped weights)")
+            grp.add_argument("--dl-inpaint-mode", "--dl_inpaint_mode", dest="dl_inpaint_mode",
+                             choices=["observed", "estimate"], default="observed",
+                             help="write the fill as observed intensities or as PyNX estimated values")
+            grp.add_argument("--dl-phase-init", "--dl_phase_init", dest="dl_phase_init", nargs="?",
+                             const="shipped", default=None, metavar="WEIGHTS",
+                             help="start each run from the DL reciprocal-phase prediction (default weights: "
+                                  "the shipped ones for the data's dimension)")
+            return parser
+
+        def check_params(self):
+            super().check_params()
+            from .models.weights import read_card, sha256_file, WeightsError, card_path
+            for key in ("dl_inpaint", "dl_phase_init"):
+                v = self.params.get(key)
+                if v in (None, "shipped"):
+                    continue
+                from pathlib import Path
+                w = Path(v)
+                if not w.exists() or not card_path(w).exists():
+                    raise WeightsError(f"--{key.replace('_', '-')} {v}: weights file or its .json card not found")
+                card = read_card(w)
+                if sha256_file(w) != card.get("sha256"):
+                    raise WeightsError(f"--{key.replace('_', '-')} {v}: SHA-256 does not match its card")
+
+    _CACHE["classes"] = (CDIRunnerID01DL, CDIRunnerScanID01DL)
+    return _CACHE["classes"]
+
+
+def main(argv=None):
+    """Console entry point ``pynx-cdi-id01-dl`` (same arguments as ``pynx-cdi-id01``, plus the DL flags)."""
+    from .pynx_backend import PyNXUnavailable, import_pynx
+    try:
+        import_pynx(module="pynx.cdi.runner.id01")
+    except PyNXUnavailable as e:
+        print(f"pynx-cdi-id01-dl: {e}", file=sys.stderr)
+        return 2
+    if argv is not None:
+        sys.argv = [sys.argv[0]] + list(argv)
+    from pynx.cdi.runner.id01 import default_params
+    from .models.weights import WeightsError
+    runner_cls, scan_cls = runner_classes()
+    try:
+        w = runner_cls(sys.argv, default_params, scan_cls)
+        w.process_scans()
+    except WeightsError as e:
+        print(f"pynx-cdi-id01-dl: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

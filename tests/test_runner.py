@@ -1,0 +1,59 @@
+"""``pynx-cdi-id01-dl``: PyNX's runner subclassed with the DL flags, run end to end with
+real PyNX (CPU backend) on a simulated pattern file."""
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+pytest.importorskip("pynx.cdi.runner.id01", reason="real PyNX is needed (make setup)")
+
+pytestmark = pytest.mark.pynx
+
+EXE = [sys.executable, "-m", "pynx_dlgap.runner"]
+ENV = dict(os.environ, PYNX_PU="cpu")
+
+
+def _run(args, cwd, timeout=600):
+    return subprocess.run(EXE + args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_lists_pynx_and_dl_flags(tmp_path):
+    r = _run(["--help"], tmp_path, timeout=120)
+    assert r.returncode == 0
+    for flag in ("--dl-inpaint", "--dl-inpaint-mode", "--dl-phase-init", "--nb_raar", "--mask_interp", "--scan"):
+        assert flag in r.stdout
+
+
+def test_bad_flag_values_fail_clearly(tmp_path):
+    r = _run(["--data", "x.npz", "--dl-inpaint-mode", "bogus"], tmp_path, timeout=120)
+    assert r.returncode != 0 and "dl-inpaint-mode" in r.stderr
+    np.savez(tmp_path / "d.npz", data=np.ones((8, 8, 8), np.float32))
+    r = _run(["--data", "d.npz", "--dl-phase-init", str(tmp_path / "missing.safetensors")], tmp_path, timeout=120)
+    assert r.returncode == 2 and "not found" in r.stderr
+    assert not list(tmp_path.glob("*.cxi"))  # refused before any work
+
+
+def test_end_to_end_with_dl_steps(tmp_path):
+    from pynx_dlgap.simulate import simulate_3d
+    from pynx_dlgap.simulate.gaps import cross
+    seed = int(np.random.default_rng().integers(1_000_000))
+    s = simulate_3d(seed, (64, 64, 64), "measured", floor=0.0, diffuse=0.0, gaps="none", crop_shift=[0, 0, 0],
+                    phase_range=3.0)
+    m = cross(4, 28, 36).mask((64, 64, 64))
+    np.savez(tmp_path / "scan.npz", data=s["intensity"])
+    np.savez(tmp_path / "mask.npz", mask=m.astype(np.int8))
+    r = _run(["--data", "scan.npz", "--mask", "mask.npz", "--nb_raar", "20", "--nb_er", "10",
+              "--dl-inpaint", "--dl-phase-init"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "DLInpaint filled" in r.stdout and "DLPhaseInit start" in r.stdout
+    with h5py.File(tmp_path / "latest.cxi", "r") as f:
+        cfg = f["entry_1/image_1/process_1/configuration"]
+        assert cfg["dl_inpaint_voxels"][()] > 0
+        from pynx_dlgap.models.weights import read_card
+        from pynx_dlgap.phase.predict import default_weights
+        assert cfg["dl_phase_init_sha256"][()].decode() == read_card(default_weights(3))["sha256"]
+        obj = f["entry_1/data_1/data"][()]
+    assert obj.ndim == 3 and obj.size > 1000 and np.isfinite(obj).all()  # PyNX crops around the support
