@@ -312,7 +312,7 @@ def test_weights_round_trip(tmp_path):
     np.testing.assert_allclose(a, b, rtol=1e-6)
     with pytest.raises(PatternError, match=r"supports.*\[1, 8\]"):  # the card's widths are enforced
         inpaint(I, plane(-2, 10, 12).mask(shape), weights=path, progress=False)
-    save_weights(build_model("phase2d_small", channels=[4, 4, 4, 4]), tmp_path / "phase.safetensors",
+    save_weights(build_model("phase2d_small", channels=[4, 4, 4, 4, 4]), tmp_path / "phase.safetensors",
                  {"task": "phase"})
     with pytest.raises(WeightsError, match="not a gap-inpainting model"):
         load_inpaint_model(tmp_path / "phase.safetensors")
