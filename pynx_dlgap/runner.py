@@ -21,7 +21,11 @@ information (keys ``dl_*``). Several runs (``--nb_run``) each start from the sam
 DL prediction (the chain is then the only source of variation); scans distributed
 over MPI ranks (``mpi=scan``) each apply the steps to their own scan.
 
-Not yet: the operators in ``--algorithm`` strings, ``--dl-finetune``, the CUDA family.
+The operators can also be steps of ``--algorithm`` (PyNX's syntax, right to left), e.g.
+``--algorithm "ER**50,RAAR**400,dlphaseinit,dlinpaint"``; they then use the weights
+(and inpainting mode) of the flags above, or the shipped weights.
+
+Not yet: ``--dl-finetune``, the CUDA family.
 """
 from __future__ import annotations
 
@@ -31,6 +35,9 @@ import time
 __all__ = ["main", "runner_classes"]
 
 _CACHE = {}
+
+#: Step names of the DL operators in ``--algorithm`` strings.
+DL_STEPS = ("dlinpaint", "dlphaseinit")
 
 
 def _weights(value, default):
@@ -51,11 +58,19 @@ def runner_classes():
             first = self.cdi is None
             super().prepare_cdi()
             p = self.params
-            from .operators import DLInpaint, DLPhaseInit
             if first and p.get("dl_inpaint") is not None:
+                self._apply_dl("dlinpaint")
+            if p.get("dl_phase_init") is not None:
+                self._apply_dl("dlphaseinit")
+
+        def _apply_dl(self, token):
+            """Apply one DL operator to ``self.cdi`` and record what it did in ``self.params``."""
+            p = self.params
+            from .operators import DLInpaint, DLPhaseInit
+            t0 = time.perf_counter()
+            if token == "dlinpaint":
                 from .inpaint.infer import DEFAULT_WEIGHTS
-                t0 = time.perf_counter()
-                self.cdi = DLInpaint(weights=_weights(p["dl_inpaint"], DEFAULT_WEIGHTS),
+                self.cdi = DLInpaint(weights=_weights(p.get("dl_inpaint"), DEFAULT_WEIGHTS),
                                      mode=p.get("dl_inpaint_mode") or "observed") * self.cdi
                 inf = getattr(self.cdi, "dl_inpaint_info", {})
                 p["dl_inpaint_voxels"] = int(inf.get("voxels_filled", 0))
@@ -63,17 +78,43 @@ def runner_classes():
                 p["dl_inpaint_sha256"] = str(inf.get("weights_sha256") or "")
                 print(f"pynx-dlgap: DLInpaint filled {p['dl_inpaint_voxels']} voxels in "
                       f"{p['dl_inpaint_seconds']:.1f} s")
-            if p.get("dl_phase_init") is not None:
+            else:
                 from .phase.predict import default_weights
                 ndim = self.cdi.iobs.ndim
-                t0 = time.perf_counter()
-                self.cdi = DLPhaseInit(weights=_weights(p["dl_phase_init"], default_weights(ndim))) * self.cdi
+                self.cdi = DLPhaseInit(weights=_weights(p.get("dl_phase_init"), default_weights(ndim))) * self.cdi
                 inf = getattr(self.cdi, "dl_phase_init_info", {})
                 p["dl_phase_init_seconds"] = time.perf_counter() - t0
-                p["dl_phase_init_sha256"] = str(inf.get("weights_sha256", ""))
+                p["dl_phase_init_sha256"] = str(inf.get("weights_sha256") or "")
                 p["dl_phase_init_region"] = str(inf.get("region_shape", ""))
                 print(f"pynx-dlgap: DLPhaseInit start in {p['dl_phase_init_seconds']:.1f} s, support "
                       f"{inf.get('support_points')} voxels")
+
+        def run_algorithm(self, algo_string, file_name=None, run_n=1):
+            """PyNX's ``run_algorithm``, with ``dlinpaint`` / ``dlphaseinit`` allowed as steps.
+
+            Steps run right to left as in PyNX; consecutive PyNX steps go to PyNX's own
+            ``run_algorithm`` (the last of them saves the result), DL steps are applied in
+            between. A DL step may not come last (leftmost): it would follow the saving.
+            """
+            parts = [a.strip() for a in str(algo_string).split(",")]
+            if not any(a.lower() in DL_STEPS for a in parts):
+                return super().run_algorithm(algo_string, file_name=file_name, run_n=run_n)
+            if parts[0].lower() in DL_STEPS:
+                raise ValueError(f"--algorithm {algo_string!r}: a DL step ({parts[0]}) cannot be the last (leftmost) "
+                                 "step; put it to the right of the PyNX steps it initialises")
+            groups = []  # execution order (right to left)
+            for a in reversed(parts):
+                if a.lower() in DL_STEPS:
+                    groups.append(("dl", a.lower()))
+                elif groups and groups[-1][0] == "pynx":
+                    groups[-1] = ("pynx", a + "," + groups[-1][1])
+                else:
+                    groups.append(("pynx", a))
+            for i, (kind, v) in enumerate(groups):
+                if kind == "dl":
+                    self._apply_dl(v)
+                else:
+                    super().run_algorithm(v, file_name=file_name if i == len(groups) - 1 else None, run_n=run_n)
 
     class CDIRunnerID01DL(CDIRunnerID01):
         """``pynx-cdi-id01`` plus the pynx-dlgap flags."""

@@ -57,3 +57,18 @@ def test_end_to_end_with_dl_steps(tmp_path):
         assert cfg["dl_phase_init_sha256"][()].decode() == read_card(default_weights(3))["sha256"]
         obj = f["entry_1/data_1/data"][()]
     assert obj.ndim == 3 and obj.size > 1000 and np.isfinite(obj).all()  # PyNX crops around the support
+
+
+def test_dl_steps_in_algorithm_string(tmp_path):
+    from pynx_dlgap.simulate import simulate_3d
+    seed = int(np.random.default_rng().integers(1_000_000))
+    s = simulate_3d(seed, (64, 64, 64), "measured", floor=0.0, diffuse=0.0, gaps="none", crop_shift=[0, 0, 0])
+    np.savez(tmp_path / "scan.npz", data=s["intensity"])
+    r = _run(["--data", "scan.npz", "--algorithm", "ER**10,RAAR**20,dlphaseinit"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "DLPhaseInit start" in r.stdout
+    # PyNX runs the steps right to left: the DL start comes before RAAR
+    assert r.stdout.index("DLPhaseInit start") < r.stdout.index("Algorithm: RAAR**20")
+    assert (tmp_path / "latest.cxi").exists()
+    r = _run(["--data", "scan.npz", "--algorithm", "dlphaseinit,ER**10", "--nb_run", "1"], tmp_path)
+    assert r.returncode != 0 and "cannot be the last" in (r.stdout + r.stderr)
