@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 SEED_BASE = 1_900_000_000
+_MODELS = {}
 LEVELS = (("pi", math.pi), ("2pi", 2 * math.pi), ("4pi", 4 * math.pi))
 
 
@@ -59,7 +60,9 @@ def one_case(args):
     from pynx_dlgap.phase.predict import load_phase_model, predict_phase, start_object, support_from_object
     s = crystal(dims, seed, level)
     I, m = s["intensity"], s["mask"] | s["dead"]
-    model, card = load_phase_model(weights, dims)
+    if (weights, dims) not in _MODELS:  # once per worker process
+        _MODELS[(weights, dims)] = load_phase_model(weights, dims)[0]
+    model = _MODELS[(weights, dims)]
     rows = []
 
     def score(name, obj, llk=np.nan, it=np.nan, sec=np.nan, start=None, failed=None):

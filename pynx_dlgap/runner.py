@@ -142,18 +142,18 @@ def runner_classes():
 
         def check_params(self):
             super().check_params()
-            from .models.weights import read_card, sha256_file, WeightsError, card_path
-            for key in ("dl_inpaint", "dl_phase_init"):
-                v = self.params.get(key)
-                if v in (None, "shipped"):
-                    continue
-                from pathlib import Path
-                w = Path(v)
-                if not w.exists() or not card_path(w).exists():
-                    raise WeightsError(f"--{key.replace('_', '-')} {v}: weights file or its .json card not found")
-                card = read_card(w)
-                if sha256_file(w) != card.get("sha256"):
-                    raise WeightsError(f"--{key.replace('_', '-')} {v}: SHA-256 does not match its card")
+            # the weights each flag will use are loaded (file, card, checksum, no pickle) before any data
+            from .inpaint.infer import DEFAULT_WEIGHTS, load_inpaint_model
+            from .models.weights import WeightsError
+            from .phase.predict import load_phase_model
+            try:
+                if self.params.get("dl_inpaint") is not None:
+                    load_inpaint_model(_weights(self.params["dl_inpaint"], DEFAULT_WEIGHTS))
+                if self.params.get("dl_phase_init") is not None:  # "shipped": the 3-D default (ID01 data)
+                    v = self.params["dl_phase_init"]
+                    load_phase_model(None if v == "shipped" else v, 3)
+            except WeightsError as e:
+                raise WeightsError(f"pynx-cdi-id01-dl: {e}") from None
 
     _CACHE["classes"] = (CDIRunnerID01DL, CDIRunnerScanID01DL)
     return _CACHE["classes"]

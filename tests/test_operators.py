@@ -128,14 +128,9 @@ def test_without_pynx_raises_pynx_unavailable():
 
 
 @pytest.mark.opencl
-def test_opencl_chain_matches_cpu(tiny, data):
-    from pynx_dlgap.pynx_backend import has_opencl_device, init_pynx_opencl
-    if not has_opencl_device():
-        pytest.skip("no OpenCL device (install PoCL: pip install pocl-binary-distribution)")
+def test_opencl_chain_matches_cpu(tiny, data, pynx_opencl):
     I, m, ref = data
-    init_pynx_opencl()
-    pcl = import_pynx_cdi("opencl")
-    pc = import_pynx_cdi("cpu")
+    pcl, pc = pynx_opencl
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         op = DLInpaint(model=tiny, family="opencl")
@@ -163,13 +158,9 @@ def test_default_family_is_pynx_choice(tiny):
 
 
 @pytest.mark.opencl
-def test_mixed_families_keep_host_and_device_coherent(tiny, data):
-    from pynx_dlgap.pynx_backend import has_opencl_device, init_pynx_opencl
-    if not has_opencl_device():
-        pytest.skip("no OpenCL device (install PoCL: pip install pocl-binary-distribution)")
+def test_mixed_families_keep_host_and_device_coherent(tiny, data, pynx_opencl):
     I, m, ref = data
-    init_pynx_opencl()
-    pcl, pc = import_pynx_cdi("opencl"), import_pynx_cdi("cpu")
+    pcl, pc = pynx_opencl
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         cdi = pcl.ER() ** 2 * _cdi(pc, I, m)

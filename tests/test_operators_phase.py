@@ -91,14 +91,9 @@ def test_given_support_and_dims_mismatch(tiny, data):
 
 
 @pytest.mark.opencl
-def test_opencl_matches_cpu(tiny, data):
-    from pynx_dlgap.pynx_backend import has_opencl_device, init_pynx_opencl
-    if not has_opencl_device():
-        pytest.skip("no OpenCL device (install PoCL: pip install pocl-binary-distribution)")
+def test_opencl_matches_cpu(tiny, data, pynx_opencl):
     I, m, _ = data
-    init_pynx_opencl()
-    pcl = import_pynx_cdi("opencl")
-    pc = import_pynx_cdi("cpu")
+    pcl, pc = pynx_opencl
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         cdi = DLPhaseInit(model=tiny, family="opencl") * _cdi(pc, I, m)

@@ -235,8 +235,11 @@ def pynx_family() -> str | None:
     return _family_of(import_pynx())
 
 
-def dlinpaint_class(family: str | None = None):
-    """The ``DLInpaint`` operator class of a PyNX family (default: PyNX's own choice).
+def operator_class(name: str, family, cache: dict, make_cpu, make_opencl):
+    """The class of operator ``name`` for a PyNX family (default: PyNX's own choice), built once.
+
+    ``make_cpu`` / ``make_opencl`` build the class of each family (they import PyNX's
+    family module); ``cache`` keeps the built classes.
 
     :raises PyNXUnavailable: PyNX (or that family's module) cannot be imported.
     :raises NotImplementedError: ``'cuda'`` (needs pycuda; not written yet).
@@ -250,12 +253,18 @@ def dlinpaint_class(family: str | None = None):
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES} or None, got {family!r}")
     if family == "cuda":
-        raise NotImplementedError("DLInpaint has no CUDA-family operator yet (it needs pycuda and a GPU); "
+        raise NotImplementedError(f"{name} has no CUDA-family operator yet (it needs pycuda and a GPU); "
                                   "use family='opencl' or family='cpu' (PYNX_PU=opencl|cpu)")
-    if family not in _CLASSES:
+    if family not in cache:
         import_pynx(module="pynx.cdi.cpu_operator" if family == "cpu" else "pynx.cdi.cl_operator")
-        _CLASSES[family] = _make_cpu_class() if family == "cpu" else _make_opencl_class()
-    return _CLASSES[family]
+        cache[family] = make_cpu() if family == "cpu" else make_opencl()
+    return cache[family]
+
+
+def dlinpaint_class(family: str | None = None):
+    """The ``DLInpaint`` operator class of a PyNX family (default: PyNX's own choice);
+    see :func:`operator_class`."""
+    return operator_class("DLInpaint", family, _CLASSES, _make_cpu_class, _make_opencl_class)
 
 
 def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overlap=None, batch_size: int = 32,

@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from .inpaint import FAMILIES, decode_iobs, pynx_family
+from .inpaint import decode_iobs, operator_class
 
 MASKED_MAX = -1e38  # PyNX: iobs <= -1e38 masked; -1e38 < iobs <= -1e19 estimated -(I+1)*1e19
 
@@ -157,22 +157,9 @@ def _make_opencl_class():
 
 
 def dlphaseinit_class(family: str | None = None):
-    """The ``DLPhaseInit`` class of a PyNX operator family (default: PyNX's own choice)."""
-    from ..pynx_backend import PyNXUnavailable, import_pynx
-    if family is None:
-        family = pynx_family()
-        if family is None:
-            raise PyNXUnavailable("cannot tell which operator family PyNX selected (pynx.cdi.ER is missing)")
-    family = str(family).lower()
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES} or None, got {family!r}")
-    if family == "cuda":
-        raise NotImplementedError("DLPhaseInit has no CUDA-family operator yet (it needs pycuda and a GPU); "
-                                  "use family='opencl' or family='cpu'")
-    if family not in _CLASSES:
-        import_pynx(module="pynx.cdi.cpu_operator" if family == "cpu" else "pynx.cdi.cl_operator")
-        _CLASSES[family] = _make_cpu_class() if family == "cpu" else _make_opencl_class()
-    return _CLASSES[family]
+    """The ``DLPhaseInit`` class of a PyNX operator family (default: PyNX's own choice);
+    see :func:`pynx_dlgap.operators.inpaint.operator_class`."""
+    return operator_class("DLPhaseInit", family, _CLASSES, _make_cpu_class, _make_opencl_class)
 
 
 def DLPhaseInit(model=None, weights=None, support=None, support_threshold: float = 0.2, support_sigma: float = 1.0,

@@ -60,19 +60,20 @@ def run_phase(a):
     check_output_path(png, inputs, a.overwrite)
     info = {"program": "pynx-dlgap phase", "data": str(a.data), "seed": a.seed, "chain_raar": a.raar,
             "chain_er": a.er}
-    model = None
+    model = imodel = None
     if not a.random_start:  # weights checked before any work
         model, card = load_phase_model(a.weights, iobs.ndim)
         info.update(dl_phase_weights_sha256=card["sha256"])
-    I, m = iobs, mask
     if a.inpaint and mask.any():
-        from ..inpaint.infer import DEFAULT_WEIGHTS, inpaint
-        from ..models.weights import read_card
+        from ..inpaint.infer import inpaint, load_inpaint_model
+        imodel, icard = load_inpaint_model(a.inpaint_weights)
+        info.update(dl_inpaint_weights_sha256=icard["sha256"])
+    I, m = iobs, mask
+    if imodel is not None:
         t0 = time.perf_counter()
-        I, inf = inpaint(iobs, mask, weights=a.inpaint_weights, return_info=True)
+        I = inpaint(iobs, mask, model=imodel)
         m = np.zeros_like(mask)
-        info.update(dl_inpaint_voxels=int(mask.sum()), dl_inpaint_seconds=time.perf_counter() - t0,
-                    dl_inpaint_weights_sha256=read_card(a.inpaint_weights or DEFAULT_WEIGHTS)["sha256"])
+        info.update(dl_inpaint_voxels=int(mask.sum()), dl_inpaint_seconds=time.perf_counter() - t0)
         print(f"DL inpainting: {int(mask.sum())} voxels in {info['dl_inpaint_seconds']:.1f} s")
     obj0 = sup0 = None
     if model is not None:

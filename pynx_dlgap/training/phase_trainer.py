@@ -37,7 +37,7 @@ from ..phase.inputs import PHASE_CHANNELS
 from .losses import wca_loss
 from .schedule import cosine_lr, hardware, progress as _progress
 from .phase_data import VAL_SEED_BASE, PhaseStream, phase_sample
-from .trainer import _model_spec
+from .trainer import _model_spec, init_from_weights, load_checkpoint
 
 __all__ = ["train_phase", "export_phase", "phase_validation_set", "evaluate_phase", "add_cli", "PHASE_DEFAULTS",
            "VAL_LEVELS"]
@@ -109,19 +109,11 @@ def train_phase(out, **overrides):
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     ckpt = out / "checkpoint.pt"
     step, seconds, session = 0, 0.0, 0
-    if ckpt.exists():
-        st = torch.load(ckpt, map_location=device, weights_only=True)
-        saved = json.loads(st["config"])
-        for k in ("model", "dims", "shape"):
-            if saved[k] != cfg[k]:
-                raise ValueError(f"{ckpt} was trained with {k}={saved[k]!r}, not {cfg[k]!r}; use another --out")
-        model.load_state_dict(st["model"])
-        if "opt" in st:  # a slimmed checkpoint (model only) restarts the optimiser state
-            opt.load_state_dict(st["opt"])
+    st = load_checkpoint(ckpt, model, opt, cfg, ("model", "dims", "shape"), device)
+    if st is not None:
         step, seconds, session = int(st["step"]), float(st["seconds"]), int(st["session"]) + 1
         print(f"resuming {out} at step {step}")
     elif cfg["init"]:
-        from .trainer import init_from_weights
         init_from_weights(model, cfg["init"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg, indent=1))

@@ -36,7 +36,7 @@ from .data import PatchStream
 from .losses import CombinedInpaintLoss
 from .schedule import cosine_lr, hardware, progress
 
-__all__ = ["train", "export", "init_from_weights", "validation_set", "evaluate_batches", "add_cli"]
+__all__ = ["train", "export", "init_from_weights", "load_checkpoint", "validation_set", "evaluate_batches", "add_cli"]
 
 DEFAULTS = dict(model="inpaint3d_small", dims=3, patch=32, batch=16, steps=20000, lr=1e-3, weight_decay=1e-4,
                 warmup=100, bf16=True, channels_last=False, seed=1, val_seed=999_999, val_batches=8,
@@ -108,6 +108,26 @@ def init_from_weights(model, path, verbose=True):
     return init_card
 
 
+def load_checkpoint(ckpt, model, opt, cfg, keys, device):
+    """Resume from run checkpoint ``ckpt`` into ``model``/``opt``: ``None`` when there is none,
+    else the checkpoint dict (step, seconds, ... for the caller).
+
+    The run's ``cfg`` must agree with the checkpoint's on ``keys`` (same architecture and
+    data shapes). A slimmed checkpoint (no optimiser state) restarts AdamW's moments.
+    """
+    if not ckpt.exists():
+        return None
+    st = torch.load(ckpt, map_location=device, weights_only=True)
+    saved = json.loads(st["config"])
+    for k in keys:
+        if saved[k] != cfg[k]:
+            raise ValueError(f"{ckpt} was trained with {k}={saved[k]!r}, not {cfg[k]!r}; use another --out")
+    model.load_state_dict(st["model"])
+    if "opt" in st:
+        opt.load_state_dict(st["opt"])
+    return st
+
+
 def _lr(step, cfg, seconds=0.0):
     return cosine_lr(progress(step, seconds, cfg), step, cfg)
 
@@ -155,15 +175,8 @@ def train(out, **overrides):
     loss_fn = CombinedInpaintLoss(cfg["w_mse"], cfg["w_l1"], cfg["w_ssim"], cfg["w_grad"])
     ckpt = out / "checkpoint.pt"
     step, seconds, session = 0, 0.0, 0
-    if ckpt.exists():
-        st = torch.load(ckpt, map_location=device, weights_only=True)
-        saved = json.loads(st["config"])
-        for k in ("model", "dims", "patch"):
-            if saved[k] != cfg[k]:
-                raise ValueError(f"{ckpt} was trained with {k}={saved[k]!r}, not {cfg[k]!r}; use another --out")
-        model.load_state_dict(st["model"])
-        if "opt" in st:  # a slimmed checkpoint (model only) restarts the optimiser state
-            opt.load_state_dict(st["opt"])
+    st = load_checkpoint(ckpt, model, opt, cfg, ("model", "dims", "patch"), device)
+    if st is not None:
         step, seconds = int(st["step"]), float(st["seconds"])
         session = int(st["session"]) + 1 if "session" in st else 1
         stream.load_state_dict({"seed": int(st["stream_seed"][rank]), "k": int(st["stream_k"][rank])})
