@@ -6,7 +6,8 @@ Subcommands::
     pynx-dlgap fill data.npz --mask mask.npz -o filled.npz            # classical gap fills
     pynx-dlgap demo --out out/demo                                    # the main job, end to end
     pynx-dlgap train --out runs/inpaint3d --steps 20000 --export w.safetensors   # train (resumable)
-    pynx-dlgap inpaint data.npz --mask mask.npz -o filled.npz          # DL gap fill (trained weights)
+    pynx-dlgap inpaint data.npz --mask mask.npz -o filled.npz          # DL gap fill (trained weights, self-check)
+    pynx-dlgap finetune data.npz --mask mask.npz -o mine.safetensors  # fine-tune on the measured pattern
     pynx-dlgap train-phase --out runs/phase3d --dims 3 --steps 4000    # train the phase model (resumable)
     pynx-dlgap phase data.npz --mask mask.npz --inpaint -o result.cxi  # DL start + PyNX refinement
 """
@@ -66,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     from .inpaint.infer import add_cli as add_inpaint
     add_inpaint(sub)
+    from .training.finetune import add_cli as add_finetune
+    add_finetune(sub)
     from .training.phase_trainer import add_cli as add_train_phase
     add_train_phase(sub)
     from .phase.cli import add_cli as add_phase

@@ -345,7 +345,8 @@ def _max_width(card, max_width, patch) -> tuple[int, str]:
 # whole-pattern inpainting
 # ---------------------------------------------------------------------------
 def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: int = 32, device=None,
-            max_width=None, progress: bool = True, return_info: bool = False, bf16: bool = False, patch=None):
+            max_width=None, progress: bool = True, return_info: bool = False, bf16: bool = False, patch=None,
+            check: bool = False):
     """Fill every masked voxel of a 2-D/3-D pattern with an inpainting model.
 
     :param iobs: intensities (z, y, x) or (y, x); each axis at least the model's patch.
@@ -366,6 +367,11 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
     :param bf16: bfloat16 autocast for the model call.
     :param patch: patch size (default: the card's ``input.patch``, the registry's input
         shape, else 32).
+    :param check: first run the self-check (:func:`pynx_dlgap.inpaint.selfcheck.self_check`):
+        DL vs log-linear on shifted copies of the gap cut into this pattern's measured
+        data; where log-linear wins, the result is the log-linear fill. The outcome is
+        printed and, with ``return_info``, in ``info['check']`` (``info['method']`` says
+        which fill was used).
     :returns: float32 array (measured voxels bit-identical to the float32 input, masked
         voxels >= 0), and the info dict when ``return_info``.
     :raises PatternError: NaN/inf or negative measured counts, mask of another shape or
@@ -406,6 +412,21 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
             raise PatternError(f"the masked region around voxel {tuple(int(c) + p // 2 for c, p in zip(plan.corners[i], P))} "
                                f"fills a whole {P} patch (no measured voxel to inpaint from); {_CLASSICAL}")
     dev = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    checked = None
+    if check:
+        from .selfcheck import self_check
+        checked = self_check(a, m, model, overlap=overlap, batch_size=batch_size, device=dev, max_width=max_width,
+                             bf16=bf16, patch=P)
+        print(checked.summary())
+        if checked.choice != "dl":
+            from .baselines import fill_loglinear
+            out = fill_loglinear(a, m)
+            if not return_info:
+                return out
+            return out, {"method": "loglinear", "check": checked.to_dict(), "seconds": time.perf_counter() - t0,
+                         "n_masked": int(np.count_nonzero(m)), "layout": str(layout), "widths": list(layout.widths),
+                         "n_patches": 0, "n_batches": 0, "seconds_model": 0.0, "device": str(dev),
+                         "overlap": plan.overlap, "plan": "self-check chose log-linear: no patch run"}
 
     out = np.array(a, dtype=np.float32, copy=True)
     n_batches = math.ceil(len(plan) / batch_size)
@@ -459,8 +480,10 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
         "overlap": plan.overlap, "patch_kinds": plan.counts(), "seconds": time.perf_counter() - t0,
         "seconds_model": t_model, "layout": str(layout), "widths": list(layout.widths),
         "max_width_supported": wmax, "n_masked": int(np.count_nonzero(m)), "n_dead": plan.n_dead,
-        "device": str(dev), "bf16": bool(bf16), "plan": plan.summary(),
+        "device": str(dev), "bf16": bool(bf16), "plan": plan.summary(), "method": "dl",
     }
+    if checked is not None:
+        info["check"] = checked.to_dict()
     return out, info
 
 
@@ -488,6 +511,9 @@ def add_cli(sub):
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the model")
     p.add_argument("--max-width", type=int, default=None,
                    help="accept gaps up to this width (default: the model card's supported widths)")
+    p.add_argument("--check", action=__import__("argparse").BooleanOptionalAction, default=True,
+                   help="self-check (default on): compare the model with log-linear interpolation on shifted "
+                        "copies of the gap cut into measured data, and use the better fill")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_run_inpaint)
@@ -508,11 +534,14 @@ def _run_inpaint(a):
         print(f"pynx-dlgap inpaint: error: {e}", file=sys.stderr)
         return 2
     filled, info = inpaint(iobs, mask, model, overlap=a.overlap, batch_size=a.batch_size, device=a.device,
-                           max_width=a.max_width, progress=not a.quiet, return_info=True, bf16=a.bf16)
+                           max_width=a.max_width, progress=not a.quiet, return_info=True, bf16=a.bf16,
+                           check=a.check)
     wfile = Path(a.weights) if a.weights else DEFAULT_WEIGHTS
     save_arrays(a.output, {"data": filled, "mask": mask},
-                attrs={"method": "pynx-dlgap inpaint", "weights": str(wfile), "weights_sha256": card.get("sha256", ""),
-                       "n_patches": info["n_patches"], "overlap": info["overlap"]},
+                attrs={"method": "pynx-dlgap inpaint", "fill": info["method"], "weights": str(wfile),
+                       "weights_sha256": card.get("sha256", ""), "n_patches": info["n_patches"],
+                       "overlap": info["overlap"],
+                       "self_check": __import__("json").dumps(info.get("check"), default=float)},
                 inputs=[a.data, a.mask], overwrite=a.overwrite)
     print(f"{info['plan']}")
     print(f"inpainted {info['n_masked']} masked pixels with {info['n_patches']} patches in {info['n_batches']} "
@@ -521,6 +550,6 @@ def _run_inpaint(a):
     if a.png:
         from ..evaluate.figures import slices_figure
         slices_figure([("input (masked=0)", iobs * ~mask, "log"), ("mask", mask, "mask"),
-                       ("inpainted (DL)", filled, "log")], a.png, title=str(a.data))
+                       (f"inpainted ({info['method']})", filled, "log")], a.png, title=str(a.data))
         print(f"figure -> {a.png}")
     return 0

@@ -40,7 +40,7 @@ __all__ = ["train", "export", "init_from_weights", "load_checkpoint", "validatio
 
 DEFAULTS = dict(model="inpaint3d_small", dims=3, patch=32, batch=16, steps=20000, lr=1e-3, weight_decay=1e-4,
                 warmup=100, bf16=True, channels_last=False, seed=1, val_seed=999_999, val_batches=8,
-                val_every=250, ckpt_every=250, w_mse=1.0, w_l1=0.0, w_ssim=0.5, w_grad=1.0, regime="mixed",
+                val_every=250, ckpt_every=250, w_mse=1.0, w_l1=0.0, w_ssim=0.5, w_grad=1.0, w_amp=1.0, regime="mixed",
                 widths=list(range(1, 13)), source=64, threads=0, workers=0, time_limit=0.0, session_seconds=0.0,
                 init="")
 
@@ -66,10 +66,16 @@ def validation_set(cfg, regimes=("mixed", "measured")):
 
 @torch.no_grad()
 def evaluate_batches(model, batches, device="cpu", bf16=False):
-    """MAE of log(I+1) in the gap: model vs its log-linear prefill; share of patches the model wins."""
+    """Gap errors of the model vs its log-linear prefill, averaged over patches.
+
+    ``mae_log_*``: MAE of log(I+1); ``win_rate``: share of patches where the model's is
+    lower; ``amp_*``: relative amplitude error ``sum (sqrt f - sqrt t)^2 / sum t``
+    (what phase retrieval sees; patches with an empty gap are left out).
+    """
     from ..normalize import denormalize_patch
     model.eval()
     m_err, p_err, wins, n = 0.0, 0.0, 0, 0
+    a_m, a_p, n_a = 0.0, 0.0, 0
     for I, m in batches:
         x, stats = prepare_batch(I, m, device=device)
         with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
@@ -85,8 +91,16 @@ def evaluate_batches(model, batches, device="cpu", bf16=False):
             p_err += e0
             wins += e1 < e0
             n += 1
+            tot = I[b][g].astype(np.float64).sum()
+            if tot > 0:
+                ti = np.sqrt(I[b][g].astype(np.float64))
+                a_m += np.sum((np.sqrt(pred[b][g].astype(np.float64)) - ti) ** 2) / tot
+                a_p += np.sum((np.sqrt(pre[b][g].astype(np.float64)) - ti) ** 2) / tot
+                n_a += 1
     model.train()
-    return {"mae_log_model": m_err / n, "mae_log_loglinear": p_err / n, "win_rate": wins / n}
+    n_a = max(n_a, 1)
+    return {"mae_log_model": m_err / n, "mae_log_loglinear": p_err / n, "win_rate": wins / n,
+            "amp_model": a_m / n_a, "amp_loglinear": a_p / n_a}
 
 
 def _model_spec(m):
@@ -172,7 +186,7 @@ def train(out, **overrides):
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     stream = PatchStream(seed=cfg["seed"] * 1000 + rank, batch=cfg["batch"], patch=cfg["patch"], dims=cfg["dims"],
                          regime=cfg["regime"], widths=cfg["widths"], source=cfg["source"])
-    loss_fn = CombinedInpaintLoss(cfg["w_mse"], cfg["w_l1"], cfg["w_ssim"], cfg["w_grad"])
+    loss_fn = CombinedInpaintLoss(cfg["w_mse"], cfg["w_l1"], cfg["w_ssim"], cfg["w_grad"], cfg.get("w_amp", 0.0))
     ckpt = out / "checkpoint.pt"
     step, seconds, session = 0, 0.0, 0
     st = load_checkpoint(ckpt, model, opt, cfg, ("model", "dims", "patch"), device)
@@ -192,9 +206,11 @@ def train(out, **overrides):
         (out / "config.json").write_text(json.dumps(cfg, indent=1))
     val = validation_set(cfg) if rank == 0 else None
     logf = out / "log.csv"
-    fields = ["step", "seconds", "lr", "loss", "skipped", "mse", "l1", "ssim", "grad", "patches_per_s",
+    fields = ["step", "seconds", "lr", "loss", "skipped", "mse", "l1", "ssim", "grad", "amp", "patches_per_s",
               "val_mixed_mae_model", "val_mixed_mae_loglinear", "val_mixed_win",
-              "val_measured_mae_model", "val_measured_mae_loglinear", "val_measured_win"]
+              "val_measured_mae_model", "val_measured_mae_loglinear", "val_measured_win",
+              "val_mixed_amp_model", "val_mixed_amp_loglinear", "val_measured_amp_model",
+              "val_measured_amp_loglinear"]
     if rank == 0 and not logf.exists():
         with open(logf, "w", newline="") as f:
             csv.writer(f).writerow(fields)
@@ -219,7 +235,8 @@ def train(out, **overrides):
         # the target in the input's normalised space: its statistics come from the measured
         # voxels, identical in the truth and in the prefilled input
         gm = torch.from_numpy(m).to(device)
-        tn, _ = normalize_patch(torch.from_numpy(I).to(device), gm)
+        It = torch.from_numpy(I).to(device)
+        tn, tstats = normalize_patch(It, gm)
         gm = gm[:, None].float()
         if cfg["channels_last"] and cfg["dims"] == 3:
             x = x.contiguous(memory_format=torch.channels_last_3d)
@@ -228,7 +245,7 @@ def train(out, **overrides):
             g["lr"] = lr_now = _lr(step, cfg, elapsed)
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=cfg["bf16"]):
             y = ddp(x)
-        loss = loss_fn(y.float(), tn[:, None].float(), gm)
+        loss = loss_fn(y.float(), tn[:, None].float(), gm, It, tstats["span"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -257,10 +274,13 @@ def train(out, **overrides):
             last = dict(step=step, seconds=round(seconds, 1), lr=lr_now, loss=loss_fn.last["total"],
                         skipped=skipped,
                         mse=loss_fn.last.get("mse", 0), l1=loss_fn.last.get("l1", 0),
-                        ssim=loss_fn.last.get("ssim", 0), grad=loss_fn.last.get("grad", 0), patches_per_s=pps,
+                        ssim=loss_fn.last.get("ssim", 0), grad=loss_fn.last.get("grad", 0),
+                        amp=loss_fn.last.get("amp", 0), patches_per_s=pps,
                         val_mixed_mae_model=vm["mae_log_model"], val_mixed_mae_loglinear=vm["mae_log_loglinear"],
                         val_mixed_win=vm["win_rate"], val_measured_mae_model=vs["mae_log_model"],
-                        val_measured_mae_loglinear=vs["mae_log_loglinear"], val_measured_win=vs["win_rate"])
+                        val_measured_mae_loglinear=vs["mae_log_loglinear"], val_measured_win=vs["win_rate"],
+                        val_mixed_amp_model=vm["amp_model"], val_mixed_amp_loglinear=vm["amp_loglinear"],
+                        val_measured_amp_model=vs["amp_model"], val_measured_amp_loglinear=vs["amp_loglinear"])
             with open(logf, "a", newline="") as f:
                 csv.writer(f).writerow([last[k] for k in fields])
             bar.set_postfix(loss=f"{last['loss']:.4f}", val=f"{vm['mae_log_model']:.3f}/{vm['mae_log_loglinear']:.3f}",
@@ -314,7 +334,7 @@ def export(out, weights, extra_card=None):
         "gap_widths_supported": [min(cfg["widths"]), max(cfg["widths"])],
         "training": {"steps": int(st["step"]), "seconds": float(st["seconds"]), "batch": cfg["batch"],
                      "patches_seen": int(st["step"]) * cfg["batch"], "lr": cfg["lr"], "bf16": cfg["bf16"],
-                     "loss": {k: cfg[k] for k in ("w_mse", "w_l1", "w_ssim", "w_grad")},
+                     "loss": {k: cfg.get(k, 0.0) for k in ("w_mse", "w_l1", "w_ssim", "w_grad", "w_amp")},
                      "hardware": st.get("hardware", "unknown"),
                      "seed": cfg["seed"]},
         "data_recipe": {"generator": "pynx_dlgap.training.data.PatchStream", "regime": cfg["regime"],

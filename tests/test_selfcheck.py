@@ -1,0 +1,125 @@
+"""The self-check (DL vs log-linear on held-back shifted copies of the gap) and fine-tuning
+on the measured pattern. References: masks built independently from the gap geometry, an
+analytic amplitude error, and fills/scores recomputed here in float64 numpy."""
+import json
+
+import numpy as np
+import pytest
+
+from pynx_dlgap.inpaint import fill_loglinear
+from pynx_dlgap.inpaint.infer import inpaint, load_inpaint_model
+from pynx_dlgap.inpaint.selfcheck import heldout_masks, score_fill, self_check
+from pynx_dlgap.models import save_weights
+from pynx_dlgap.simulate.gaps import cross, plane
+from pynx_dlgap.training.finetune import finetune, finetune_patches
+
+from test_infer import pattern, tiny  # noqa: E402
+
+
+def test_heldout_masks_are_shifted_copies_of_the_gap():
+    rng = np.random.default_rng()
+    shape = (32, 64, 60)
+    w, wx = int(rng.integers(2, 9)), int(rng.integers(2, 9))
+    py, px = int(rng.integers(22, 30)), int(rng.integers(22, 28))
+    m = cross(w, py, px, width_x=wx).mask(shape)
+    sep = int(rng.integers(2, 5))
+    masks = heldout_masks(m, sep=sep)
+    assert [n[:7] for n, _ in masks] == ["shift +", "shift -"]
+    for (name, art), s in zip(masks, (1, -1)):
+        expect = (plane(-2, w, py + s * (w + sep)).mask(shape) | plane(-1, wx, px + s * (wx + sep)).mask(shape)) & ~m
+        assert np.array_equal(art, expect), name
+        assert not np.any(art & m)
+    # only isolated dead pixels: shifted by 8
+    d = np.zeros(shape, bool)
+    d[10, 20, 30] = d[5, 40, 12] = True
+    (_, a), (_, b) = heldout_masks(d, min_voxels=1)
+    assert a[10, 28, 30] and a[10, 20, 38] and b[10, 12, 30] and b[5, 40, 4]
+    assert heldout_masks(np.zeros(shape, bool)) == []
+
+
+def test_score_fill_analytic():
+    rng = np.random.default_rng()
+    t = rng.uniform(1, 1e4, 500)
+    s = score_fill(t, 4 * t)  # sqrt(4t) - sqrt(t) = sqrt(t): amplitude error exactly 1
+    assert s["amp"] == pytest.approx(1.0, rel=1e-12)
+    assert s["pcc_log"] > 0.99
+    assert score_fill(t, t)["amp"] == 0.0 and score_fill(t, t)["mae_log"] == 0.0
+
+
+@pytest.mark.parametrize("perturb", [False, True])
+def test_self_check_decision_matches_independent_scores(perturb):
+    seed = int(np.random.default_rng().integers(0, 2**31))
+    shape = (32, 56, 52)
+    I = pattern(shape, seed)
+    m = cross(5, 24, 22).mask(shape)
+    model = tiny(perturb=perturb, seed=seed % 1000)
+    before = (I.copy(), m.copy())
+    sc = self_check(I, m, model)
+    assert np.array_equal(I, before[0]) and np.array_equal(m, before[1])
+    # recompute in float64 from the public fills
+    t, fd, fl = [], [], []
+    for _, art in heldout_masks(m):
+        t.append(I[art]); fd.append(inpaint(I, m | art, model, progress=False)[art])
+        fl.append(fill_loglinear(I, m | art)[art])
+    t, fd, fl = (np.concatenate(x).astype(np.float64) for x in (t, fd, fl))
+    amp = {k: np.sum((np.sqrt(f) - np.sqrt(t)) ** 2) / t.sum() for k, f in (("dl", fd), ("loglinear", fl))}
+    assert sc.n_voxels == t.size
+    for k in amp:
+        assert sc.scores[k]["amp"] == pytest.approx(amp[k], rel=1e-9)
+    assert sc.choice == ("dl" if amp["dl"] < amp["loglinear"] else "loglinear")
+    if not perturb:  # an untrained residual model returns the log-linear fill (to float32 rounding)
+        assert amp["dl"] == pytest.approx(amp["loglinear"], rel=1e-5)
+    out, info = inpaint(I, m, model, progress=False, check=True, return_info=True)
+    assert info["method"] == sc.choice and info["check"]["choice"] == sc.choice
+    ref = fill_loglinear(I, m) if sc.choice == "loglinear" else inpaint(I, m, model, progress=False)
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_finetune_patches_never_use_unknown_voxels():
+    rng = np.random.default_rng()
+    shape = (32, 48, 48)
+    I = pattern(shape, int(rng.integers(0, 1000)))
+    known = rng.random(shape) > 0.3
+    marked = np.where(known, I, -7.0)  # unknown voxels carry a value no count can have
+    for Ip, mi, ml in finetune_patches(marked, known, [3, 6], (32, 32, 32), rng, 6):
+        assert ml.any() and np.all(Ip[ml] >= 0)  # the loss sees known voxels only ...
+        assert np.all(mi[Ip < 0])  # ... every unknown voxel is masked in the input ...
+        assert not np.any(ml & ~mi)  # ... and the loss voxels are hidden from the input
+    # the same draw on an all-known pattern: the input mask is exactly the artificial gap
+    for Ip, mi, ml in finetune_patches(I, np.ones(shape, bool), [4], (32, 32, 32), rng, 4):
+        assert np.array_equal(mi, ml)
+
+
+def test_finetune_improves_held_back_error_and_cli(tmp_path, capsys):
+    from pynx_dlgap.cli import main
+    seed = int(np.random.default_rng().integers(0, 2**31))
+    shape = (32, 48, 48)
+    I = pattern(shape, seed)
+    m = plane(-1, 4, 22).mask(shape)
+    model = tiny(perturb=True, seed=1)
+    w = tmp_path / "parent.safetensors"
+    save_weights(model, w, {"task": "inpaint", "gap_widths_supported": [1, 12], "input": {"patch": [32] * 3}})
+    parent_bytes = w.read_bytes()
+    np.savez(tmp_path / "d.npz", data=np.where(m, 0, I))
+    np.savez(tmp_path / "m.npz", mask=m)
+    out = tmp_path / "ft.safetensors"
+    rc = main(["finetune", str(tmp_path / "d.npz"), "--mask", str(tmp_path / "m.npz"), "-o", str(out),
+               "--weights", str(w), "--epochs", "3", "--patches-per-epoch", "16", "--batch", "4", "--lr", "2e-3",
+               "--quiet"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "model before" in text and "model after" in text
+    assert w.read_bytes() == parent_bytes  # the parent weights are never touched
+    card = json.loads(out.with_suffix(".json").read_text())
+    ft = card["finetune"]
+    assert ft["steps"] == 12 and card["parent"]["sha256"] == json.loads(w.with_suffix(".json").read_text())["sha256"]
+    # a perturbed random model is far from the data: 12 steps must lower its held-back error
+    assert ft["after"]["scores"]["dl"]["amp"] < ft["before"]["scores"]["dl"]["amp"], ft
+    new, _ = load_inpaint_model(out)
+    sc = self_check(np.where(m, 0, I), m, new)
+    assert sc.scores["dl"]["amp"] == pytest.approx(ft["after"]["scores"]["dl"]["amp"], rel=1e-5)
+    rc = main(["finetune", str(tmp_path / "d.npz"), "--mask", str(tmp_path / "m.npz"), "-o", str(out),
+               "--weights", str(w), "--quiet"])
+    assert rc == 2 and "exists" in capsys.readouterr().err  # no silent overwrite
+    with pytest.raises(ValueError, match=">= 1"):
+        finetune(I, m, new, epochs=0)
