@@ -2,9 +2,11 @@
 
 1. a 3-D BCDI pattern: simulated (measured-like counts, a detector-gap cross),
    or the user's own (``--data``/``--mask``);
-2. the gap filled with log-space linear interpolation (``--method dl`` uses the
-   DL inpainting model: it wins in log space but, on the default pattern, loses
-   in real space; see the README);
+2. the gap filled with the DL inpainting model **after its self-check**
+   (:mod:`pynx_dlgap.inpaint.selfcheck`): the model and log-linear interpolation
+   are compared on shifted copies of the gap cut into the measured data, and the
+   better fill is used (``--no-check``: the model's fill whatever the check says;
+   ``--method loglinear`` etc.: a classical fill);
 3. phase retrieval with real PyNX (CPU backend, the harness chain of
    :mod:`pynx_dlgap.evaluate.phasing`) of the masked pattern and of the filled
    one from the same random start, and of the filled one from the DL phase
@@ -32,18 +34,20 @@ def add_cli(sub):
     p.add_argument("--seed", type=int, default=7, help="simulation and phasing seed")
     p.add_argument("--size", type=int, default=64, help="simulated pattern size (cube)")
     p.add_argument("--gap", type=int, default=6, help="simulated gap width in pixels (a cross)")
-    p.add_argument("--method", default="loglinear", help="gap fill: loglinear (default), dl (the shipped DL "
-                                                            "model), logcubic, biharmonic, ...")
+    p.add_argument("--method", default="dl", help="gap fill: dl (default: the shipped DL model, self-checked "
+                                                     "against log-linear), loglinear, logcubic, biharmonic, ...")
+    p.add_argument("--no-check", dest="check", action="store_false",
+                   help="with --method dl: skip the self-check (always use the model's fill)")
     p.add_argument("--no-dl-start", dest="dl_start", action="store_false",
                    help="skip the run from the DL phase start")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
     p.set_defaults(func=lambda a: run_demo(**{k: getattr(a, k) for k in
                                               ("out", "data", "mask", "seed", "size", "gap", "method",
-                                               "overwrite", "dl_start")}))
+                                               "overwrite", "dl_start", "check")}))
 
 
-def run_demo(out="out/demo", data=None, mask=None, seed=7, size=64, gap=6, method="loglinear",
-             overwrite=False, dl_start=True):
+def run_demo(out="out/demo", data=None, mask=None, seed=7, size=64, gap=6, method="dl",
+             overwrite=False, dl_start=True, check=True):
     from ._checks import check_pattern
     from .data.io import check_output_path, load_mask, load_pattern, save_arrays
     from .evaluate.figures import slices_figure
@@ -79,17 +83,25 @@ def run_demo(out="out/demo", data=None, mask=None, seed=7, size=64, gap=6, metho
         I = load_pattern(data)
         m = load_mask(mask)
     I, m = check_pattern(I, m, ndim=3)
+    fill_info = {}
     if method == "dl":
-        from .inpaint.infer import inpaint
+        from .inpaint.infer import inpaint, load_inpaint_model
+        model, _ = load_inpaint_model()  # before any work
 
         def fill(a, mm):
-            return inpaint(a, mm, progress=False)
+            f, inf = inpaint(a, mm, model, progress=False, check=check, return_info=True)
+            fill_info.update(inf)
+            return f
     else:
         fill = get_baseline(method)
     t0 = time.perf_counter()
     filled = fill(I, m)
     t_fill = time.perf_counter() - t0
     summary = dict(method=method, gap_voxels=int(m.sum()), fill_seconds=t_fill)
+    if fill_info:
+        summary.update(fill_used=fill_info["method"], self_check=fill_info.get("check"))
+        if fill_info["method"] != method:  # the self-check chose the classical fill
+            method = f"{fill_info['method']} (self-check)"
     if truth is not None:
         summary["gap_metrics"] = {k: float(v) for k, v in gap_metrics(I, filled, m).items()}
         print(f"{method} fill of {int(m.sum())} gap voxels in {t_fill:.2f} s: " +
@@ -99,7 +111,8 @@ def run_demo(out="out/demo", data=None, mask=None, seed=7, size=64, gap=6, metho
         r = phase_pattern(d, mm, seed=seed, keep_cdi=True)
         runs[name] = r
         print(f"PyNX phasing of the {name} pattern: LLK {r.llk:.3f} in {r.seconds:.1f} s")
-    params = dict(program="pynx-dlgap demo", fill_method=method, gap_voxels=int(m.sum()),
+    params = dict(program="pynx-dlgap demo", fill_method=method, fill_used=summary.get("fill_used", method),
+                  gap_voxels=int(m.sum()),
                   fill_seconds=t_fill, phasing_chain="pynx_dlgap.evaluate.phasing.CHAIN_DEFAULT", seed=seed)
     main = method
     if dl_start:

@@ -10,6 +10,14 @@ PyNX's own. New flags (group "pynx-dlgap deep-learning steps" in ``--help``):
 ``--dl-inpaint-mode observed|estimate``
     write the fill as observed intensities (default) or as PyNX *estimated* values
     (loose constraint on the OpenCL/CUDA operators; masked on PyNX's CPU operators).
+``--dl-inpaint-check on|off``
+    self-check (default on): the DL fill is compared with log-linear interpolation on
+    shifted copies of the gap cut into the scan's measured data
+    (:mod:`pynx_dlgap.inpaint.selfcheck`); the better one is written.
+``--dl-finetune EPOCHS``
+    with ``--dl-inpaint``: fine-tune the inpainting model on the scan's own measured
+    data first (:mod:`pynx_dlgap.training.finetune`); before/after scores go to the
+    ``.cxi`` (``dl_finetune_report``).
 ``--dl-phase-init [WEIGHTS]``
     start every run from the DL reciprocal-phase prediction
     (``IFT(sqrt(I) exp(i phi))``, support from its modulus) instead of PyNX's start.
@@ -25,10 +33,11 @@ The operators can also be steps of ``--algorithm`` (PyNX's syntax, right to left
 ``--algorithm "ER**50,RAAR**400,dlphaseinit,dlinpaint"``; they then use the weights
 (and inpainting mode) of the flags above, or the shipped weights.
 
-Not yet: ``--dl-finetune``, the CUDA family.
+Not yet: the CUDA family.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -69,14 +78,24 @@ def runner_classes():
             from .operators import DLInpaint, DLPhaseInit
             t0 = time.perf_counter()
             if token == "dlinpaint":
-                from .inpaint.infer import DEFAULT_WEIGHTS
-                self.cdi = DLInpaint(weights=_weights(p.get("dl_inpaint"), DEFAULT_WEIGHTS),
-                                     mode=p.get("dl_inpaint_mode") or "observed") * self.cdi
+                from .inpaint.infer import DEFAULT_WEIGHTS, load_inpaint_model
+                model, _ = load_inpaint_model(_weights(p.get("dl_inpaint"), DEFAULT_WEIGHTS))
+                if int(p.get("dl_finetune") or 0) > 0:
+                    self._finetune(model, int(p["dl_finetune"]))
+                self.cdi = DLInpaint(model=model,
+                                     mode=p.get("dl_inpaint_mode") or "observed",
+                                     check=p.get("dl_inpaint_check", "on") == "on") * self.cdi
                 inf = getattr(self.cdi, "dl_inpaint_info", {})
+                p["dl_inpaint_fill"] = str(inf.get("fill", "dl"))
+                if inf.get("check"):
+                    sc = inf["check"]
+                    p["dl_inpaint_check"] = json.dumps(sc, default=float)
+                    print(f"pynx-dlgap: self-check chose {sc['choice']} "
+                          + " ".join(f"(amplitude error {k} {v['amp']:.4f})" for k, v in sc["scores"].items()))
                 p["dl_inpaint_voxels"] = int(inf.get("voxels_filled", 0))
                 p["dl_inpaint_seconds"] = time.perf_counter() - t0
                 p["dl_inpaint_sha256"] = str(inf.get("weights_sha256") or "")
-                print(f"pynx-dlgap: DLInpaint filled {p['dl_inpaint_voxels']} voxels in "
+                print(f"pynx-dlgap: DLInpaint ({p['dl_inpaint_fill']}) filled {p['dl_inpaint_voxels']} voxels in "
                       f"{p['dl_inpaint_seconds']:.1f} s")
             else:
                 from .phase.predict import default_weights
@@ -88,6 +107,21 @@ def runner_classes():
                 p["dl_phase_init_region"] = str(inf.get("region_shape", ""))
                 print(f"pynx-dlgap: DLPhaseInit start in {p['dl_phase_init_seconds']:.1f} s, support "
                       f"{inf.get('support_points')} voxels")
+
+        def _finetune(self, model, epochs):
+            """Fine-tune the inpainting model on this scan's measured data (``--dl-finetune``)."""
+            import numpy as np
+            from .operators.inpaint import decode_iobs
+            from .training.finetune import finetune
+            p = self.params
+            inten, to_fill = decode_iobs(self.cdi.iobs)
+            t0 = time.perf_counter()
+            rep = finetune(np.fft.fftshift(inten), np.fft.fftshift(to_fill), model, epochs=epochs, progress=False)
+            p["dl_finetune_seconds"] = time.perf_counter() - t0
+            p["dl_finetune_steps"] = rep["steps"]
+            p["dl_finetune_report"] = json.dumps({k: rep[k] for k in ("before", "after", "widths")}, default=float)
+            print(f"pynx-dlgap: fine-tuned the inpainting model on this scan ({rep['steps']} steps, "
+                  f"{p['dl_finetune_seconds']:.1f} s)\n  {rep['summary_before']}\n  {rep['summary_after']}")
 
         def run_algorithm(self, algo_string, file_name=None, run_n=1):
             """PyNX's ``run_algorithm``, with ``dlinpaint`` / ``dlphaseinit`` allowed as steps.
@@ -134,6 +168,15 @@ def runner_classes():
             grp.add_argument("--dl-inpaint-mode", "--dl_inpaint_mode", dest="dl_inpaint_mode",
                              choices=["observed", "estimate"], default="observed",
                              help="write the fill as observed intensities or as PyNX estimated values")
+            grp.add_argument("--dl-inpaint-check", "--dl_inpaint_check", dest="dl_inpaint_check",
+                             choices=["on", "off"], default="on",
+                             help="self-check (default on): compare the DL fill with log-linear interpolation on "
+                                  "shifted copies of the gap cut into the measured data, keep the better one")
+            grp.add_argument("--dl-finetune", "--dl_finetune", dest="dl_finetune", type=int, default=0,
+                             metavar="EPOCHS",
+                             help="with --dl-inpaint: first fine-tune the inpainting model on this scan's measured "
+                                  "data for EPOCHS epochs (artificial gaps; held-back copies of the gap score it "
+                                  "before/after). Default 0: no fine-tuning")
             grp.add_argument("--dl-phase-init", "--dl_phase_init", dest="dl_phase_init", nargs="?",
                              const="shipped", default=None, metavar="WEIGHTS",
                              help="start each run from the DL reciprocal-phase prediction (default weights: "
@@ -146,6 +189,11 @@ def runner_classes():
             from .inpaint.infer import DEFAULT_WEIGHTS, load_inpaint_model
             from .models.weights import WeightsError
             from .phase.predict import load_phase_model
+            ft = self.params.get("dl_finetune") or 0
+            if int(ft) < 0:
+                raise ValueError(f"pynx-cdi-id01-dl: --dl-finetune must be >= 0 epochs, got {ft}")
+            if int(ft) > 0 and self.params.get("dl_inpaint") is None:
+                raise ValueError("pynx-cdi-id01-dl: --dl-finetune needs --dl-inpaint (it fine-tunes that model)")
             try:
                 if self.params.get("dl_inpaint") is not None:
                     load_inpaint_model(_weights(self.params["dl_inpaint"], DEFAULT_WEIGHTS))

@@ -193,3 +193,24 @@ def test_phasor_to_phase():
     phi = torch.from_numpy(RNG.uniform(-3, 3, (2, 5, 5))).float()
     cs = torch.stack([2 * torch.cos(phi), 2 * torch.sin(phi)], 1)
     assert torch.allclose(phasor_to_phase(cs), phi, atol=1e-5)
+
+
+def test_amplitude_loss_matches_the_amplitude_error_for_small_errors():
+    """amplitude_loss (intensity-weighted log MSE) ~ sum (sqrt f - sqrt t)^2 / sum t, in float64 numpy."""
+    from pynx_dlgap.normalize import denormalize_patch, normalize_patch
+    from pynx_dlgap.training.losses import amplitude_loss
+    rng = np.random.default_rng()
+    I = rng.uniform(100, 1e5, (3, 1, 12, 12, 12))
+    m = np.zeros(I.shape, bool)
+    m[:, :, :, 5:8] = True
+    tn, st = normalize_patch(torch.from_numpy(I[:, 0]), torch.from_numpy(m[:, 0]))
+    delta = torch.from_numpy(rng.normal(0, 0.004, I.shape))
+    pred = tn[:, None] + delta
+    got = amplitude_loss(pred, tn[:, None], torch.from_numpy(m), torch.from_numpy(I), st["span"]).item()
+    f = denormalize_patch(pred[:, 0].double(), st).numpy()
+    ref = np.mean([np.sum((np.sqrt(f[b][m[b, 0]]) - np.sqrt(I[b, 0][m[b, 0]])) ** 2) / I[b, 0][m[b, 0]].sum()
+                   for b in range(3)])
+    assert got == pytest.approx(ref, rel=0.05)
+    assert amplitude_loss(tn[:, None], tn[:, None], torch.from_numpy(m), torch.from_numpy(I), st["span"]).item() == 0
+    with pytest.raises(ValueError, match="w_amp"):
+        CombinedInpaintLoss(w_amp=1.0)(pred, tn[:, None], torch.from_numpy(m))

@@ -23,7 +23,8 @@ def _run(args, cwd, timeout=600):
 def test_help_lists_pynx_and_dl_flags(tmp_path):
     r = _run(["--help"], tmp_path, timeout=120)
     assert r.returncode == 0
-    for flag in ("--dl-inpaint", "--dl-inpaint-mode", "--dl-phase-init", "--nb_raar", "--mask_interp", "--scan"):
+    for flag in ("--dl-inpaint", "--dl-inpaint-mode", "--dl-inpaint-check", "--dl-finetune", "--dl-phase-init",
+                 "--nb_raar", "--mask_interp", "--scan"):
         assert flag in r.stdout
 
 
@@ -33,6 +34,8 @@ def test_bad_flag_values_fail_clearly(tmp_path):
     np.savez(tmp_path / "d.npz", data=np.ones((8, 8, 8), np.float32))
     r = _run(["--data", "d.npz", "--dl-phase-init", str(tmp_path / "missing.safetensors")], tmp_path, timeout=120)
     assert r.returncode == 2 and "not found" in r.stderr
+    r = _run(["--data", "d.npz", "--dl-finetune", "2"], tmp_path, timeout=120)
+    assert r.returncode != 0 and "needs --dl-inpaint" in (r.stdout + r.stderr)
     assert not list(tmp_path.glob("*.cxi"))  # refused before any work
 
 
@@ -46,12 +49,18 @@ def test_end_to_end_with_dl_steps(tmp_path):
     np.savez(tmp_path / "scan.npz", data=s["intensity"])
     np.savez(tmp_path / "mask.npz", mask=m.astype(np.int8))
     r = _run(["--data", "scan.npz", "--mask", "mask.npz", "--nb_raar", "20", "--nb_er", "10",
-              "--dl-inpaint", "--dl-phase-init"], tmp_path)
+              "--dl-inpaint", "--dl-finetune", "1", "--dl-phase-init"], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "DLInpaint filled" in r.stdout and "DLPhaseInit start" in r.stdout
+    assert "DLInpaint (" in r.stdout and "DLPhaseInit start" in r.stdout
+    assert "fine-tuned the inpainting model" in r.stdout and "self-check chose" in r.stdout
     with h5py.File(tmp_path / "latest.cxi", "r") as f:
         cfg = f["entry_1/image_1/process_1/configuration"]
         assert cfg["dl_inpaint_voxels"][()] > 0
+        import json
+        ft = json.loads(cfg["dl_finetune_report"][()].decode())
+        assert set(ft["before"]["scores"]) == {"dl", "loglinear"} and ft["after"]["n_voxels"] > 0
+        sc = json.loads(cfg["dl_inpaint_check"][()].decode())
+        assert cfg["dl_inpaint_fill"][()].decode() == sc["choice"]
         from pynx_dlgap.models.weights import read_card
         from pynx_dlgap.phase.predict import default_weights
         assert cfg["dl_phase_init_sha256"][()].decode() == read_card(default_weights(3))["sha256"]

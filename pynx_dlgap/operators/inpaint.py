@@ -97,7 +97,7 @@ class _DLInpaintCore:
 
     family = None
 
-    def _setup(self, model, weights, mode, mask, overlap, batch_size, progress):
+    def _setup(self, model, weights, mode, mask, overlap, batch_size, progress, check=False):
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         if model is not None and weights is not None:
@@ -109,6 +109,7 @@ class _DLInpaintCore:
         self.overlap = overlap
         self.batch_size = int(batch_size)
         self.progress = bool(progress)
+        self.check = bool(check)
         self.weights_sha256 = None
         self.weights = None
         if model is None:
@@ -151,7 +152,7 @@ class _DLInpaintCore:
         I_c = np.fft.fftshift(inten)
         m_c = np.fft.fftshift(to_fill)
         filled, inf = inpaint(I_c, m_c, model=self.model, overlap=self.overlap, batch_size=self.batch_size,
-                              progress=self.progress, return_info=True)
+                              progress=self.progress, return_info=True, check=self.check)
         fill = np.fft.ifftshift(filled)[to_fill].astype(np.float32)
         new = np.array(stored, dtype=np.float32, copy=True)
         if self.mode == "observed":
@@ -159,8 +160,8 @@ class _DLInpaintCore:
         else:
             new[to_fill] = -(fill + np.float32(1)) * np.float32(1e19)
         info.update(voxels_filled=n, patches=inf.get("n_patches"), batches=inf.get("n_batches"),
-                    layout=inf.get("layout"), device=inf.get("device"),
-                    seconds=time.perf_counter() - t0)
+                    layout=inf.get("layout"), device=inf.get("device"), fill=inf.get("method", "dl"),
+                    check=inf.get("check"), seconds=time.perf_counter() - t0)
         self._info = info
         return new
 
@@ -182,9 +183,9 @@ def _make_cpu_class():
         family = "cpu"
 
         def __init__(self, model=None, weights=None, mode="observed", mask=None, overlap=None,
-                     batch_size=32, progress=False):
+                     batch_size=32, progress=False, check=False):
             CPUOperatorCDI.__init__(self)
-            self._setup(model, weights, mode, mask, overlap, batch_size, progress)
+            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check)
 
         def op(self, cdi):
             new = self._new_iobs(cdi)
@@ -208,9 +209,9 @@ def _make_opencl_class():
         family = "opencl"
 
         def __init__(self, model=None, weights=None, mode="observed", mask=None, overlap=None,
-                     batch_size=32, progress=False, processing_unit=None):
+                     batch_size=32, progress=False, check=False, processing_unit=None):
             CLOperatorCDI.__init__(self, processing_unit=processing_unit)
-            self._setup(model, weights, mode, mask, overlap, batch_size, progress)
+            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check)
 
         def op(self, cdi):
             # prepare_data has put obj/support/iobs on the device; host iobs is authoritative
@@ -268,7 +269,7 @@ def dlinpaint_class(family: str | None = None):
 
 
 def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overlap=None, batch_size: int = 32,
-              *, family: str | None = None, progress: bool = False):
+              *, family: str | None = None, progress: bool = False, check: bool = False):
     """A PyNX operator filling the masked voxels of ``cdi.iobs`` with the DL inpainting model.
 
     ``cdi = DLInpaint(...) * cdi``; composable: ``cdi = ER**50 * DLInpaint() * cdi``.
@@ -282,6 +283,9 @@ def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overl
     :param mask: optional centred bool array, True = not measured; replaces the
         decoding of masked/estimated pixels from ``cdi.iobs``.
     :param overlap: patch overlap passed to ``inpaint``; :param batch_size: patches per call.
+    :param check: run the self-check first (:mod:`pynx_dlgap.inpaint.selfcheck`) and write
+        the log-linear fill instead where it beats the model on this pattern's held-back
+        copies of the gap; the outcome is in ``cdi.dl_inpaint_info['check']``.
     :param family: ``'cpu'`` / ``'opencl'`` to force a family; default the family of
         ``pynx.cdi.ER``. ``'cuda'`` raises ``NotImplementedError``.
     :raises PyNXUnavailable: PyNX missing (with the install hint).
@@ -294,4 +298,4 @@ def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overl
         from ..pynx_backend import init_pynx_opencl
         init_pynx_opencl()  # keeps a device already set; else a GPU, else PoCL
     return cls(model=model, weights=weights, mode=mode, mask=mask, overlap=overlap, batch_size=batch_size,
-               progress=progress)
+               progress=progress, check=check)

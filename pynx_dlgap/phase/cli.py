@@ -32,6 +32,9 @@ def add_cli(sub):
     p.add_argument("--mask-key", default=None)
     p.add_argument("--inpaint", action="store_true", help="fill the masked voxels with the DL inpainting model first")
     p.add_argument("--inpaint-weights", default=None, help="inpainting weights (default: shipped)")
+    p.add_argument("--check", action=__import__("argparse").BooleanOptionalAction, default=True,
+                   help="with --inpaint: self-check (default on) DL vs log-linear on shifted copies of the gap, "
+                        "keep the better fill")
     p.add_argument("--weights", default=None, help="phase weights (default: shipped, for the pattern's dims)")
     p.add_argument("--random-start", action="store_true", help="no DL start: PyNX random start (comparison)")
     p.add_argument("--raar", type=int, default=600)
@@ -71,10 +74,11 @@ def run_phase(a):
     I, m = iobs, mask
     if imodel is not None:
         t0 = time.perf_counter()
-        I = inpaint(iobs, mask, model=imodel)
+        I, iinf = inpaint(iobs, mask, model=imodel, check=a.check, return_info=True)
+        info.update(dl_inpaint_fill=iinf["method"])
         m = np.zeros_like(mask)
         info.update(dl_inpaint_voxels=int(mask.sum()), dl_inpaint_seconds=time.perf_counter() - t0)
-        print(f"DL inpainting: {int(mask.sum())} voxels in {info['dl_inpaint_seconds']:.1f} s")
+        print(f"gap fill ({iinf['method']}): {int(mask.sum())} voxels in {info['dl_inpaint_seconds']:.1f} s")
     obj0 = sup0 = None
     if model is not None:
         t0 = time.perf_counter()
