@@ -10,8 +10,16 @@ Kernels: ``dl_write_iobs`` (DL values into PyNX's iobs encoding: observed or
 *estimated* ``-(I+1)*1e19``, in place where a fill flag is set) and
 ``dl_phasor_amplitude`` (``sqrt(I) exp(i phase)`` from centred arrays into PyNX's
 fft-shifted layout, ``stored[j] = centred[(j + n//2) % n]`` = ``numpy.fft.ifftshift``;
-0 where masked or where the phase is NaN). Numpy references: :func:`write_iobs_reference`,
-:func:`phasor_amplitude_reference`.
+0 where masked or where the phase is NaN); and the three steps of whole-pattern
+inpainting on the device: ``dl_gather_patches`` (patches of the centred pattern at
+given corners, read from the centred or PyNX's stored layout), ``dl_scatter_patch``
+(one patch's ``w * log(1 + pred)`` and ``w`` added into centred accumulators; one
+launch per patch, so overlapping patches never race and the sum order is fixed)
+and ``dl_blend_write_iobs`` (``expm1(acc / wsum)`` written into PyNX's iobs
+encoding, stored layout, where ``wsum > 0``). Numpy references:
+:func:`write_iobs_reference`, :func:`phasor_amplitude_reference`,
+:func:`gather_patches_reference`, :func:`scatter_blend_reference`,
+:func:`blend_write_iobs_reference`.
 """
 from __future__ import annotations
 
@@ -20,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["kernel_source", "KERNEL_DIR", "OpenCLKernels", "cuda_module", "write_iobs_reference",
-           "phasor_amplitude_reference"]
+           "phasor_amplitude_reference", "gather_patches_reference", "scatter_blend_reference",
+           "blend_write_iobs_reference"]
 
 KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
 
@@ -49,6 +58,41 @@ def phasor_amplitude_reference(intensity, phase, masked=None) -> np.ndarray:
     return np.fft.ifftshift(c).astype(np.complex64)
 
 
+def _corners3(corners, ndim):
+    c = np.asarray(corners, dtype=np.int64).reshape(-1, ndim)
+    if ndim == 2:
+        c = np.concatenate([np.zeros((len(c), 1), np.int64), c], axis=1)
+    return np.ascontiguousarray(c, dtype=np.int32)
+
+
+def gather_patches_reference(src, corners, patch, stored: bool = False) -> np.ndarray:
+    """Numpy reference of ``dl_gather_patches``: ``(B, *patch)`` patches of the centred pattern.
+
+    ``src`` is the centred pattern, or PyNX's stored (fft-shifted) one with ``stored=True``.
+    """
+    c = np.fft.fftshift(src) if stored else np.asarray(src)
+    return np.stack([c[tuple(slice(a, a + p) for a, p in zip(lo, patch))] for lo in corners]).astype(np.float32)
+
+
+def scatter_blend_reference(shape, preds, weights, corners):
+    """Numpy (float64) reference of the ``dl_scatter_patch`` launches: ``(acc, wsum)``, centred."""
+    acc = np.zeros(shape, np.float64)
+    wsum = np.zeros(shape, np.float64)
+    for b, lo in enumerate(corners):
+        sl = tuple(slice(a, a + p) for a, p in zip(lo, preds.shape[1:]))
+        w = weights[b].astype(np.float64)
+        acc[sl] += w * np.log1p(np.maximum(preds[b].astype(np.float64), 0))
+        wsum[sl] += w
+    return acc, wsum
+
+
+def blend_write_iobs_reference(iobs, acc, wsum, mode: str = "observed") -> np.ndarray:
+    """Numpy reference of ``dl_blend_write_iobs`` (``iobs`` stored layout; ``acc``/``wsum`` centred)."""
+    ok = np.asarray(wsum) > 0
+    v = np.where(ok, np.maximum(np.expm1(np.minimum(np.asarray(acc) / np.where(ok, wsum, 1), 88.0)), 0), 0)
+    return write_iobs_reference(iobs, np.fft.ifftshift(v), np.fft.ifftshift(ok), mode)
+
+
 def _dims3(shape):
     if len(shape) == 2:
         return (1,) + tuple(shape)
@@ -68,6 +112,9 @@ class OpenCLKernels:
         self.prg = cl.Program(context, kernel_source("opencl")).build()
         self._write = cl.Kernel(self.prg, "dl_write_iobs")
         self._phasor = cl.Kernel(self.prg, "dl_phasor_amplitude")
+        self._gather = cl.Kernel(self.prg, "dl_gather_patches")
+        self._scatter = cl.Kernel(self.prg, "dl_scatter_patch")
+        self._blend = cl.Kernel(self.prg, "dl_blend_write_iobs")
 
     def write_iobs(self, iobs_dev, values_dev, fill_dev, mode: str = "observed"):
         """In place on ``pyopencl.array`` arguments (float32, float32, int8/bool, same size)."""
@@ -89,7 +136,61 @@ class OpenCLKernels:
                      phase_dev.data, masked_dev.data, np.int32(nz), np.int32(ny), np.int32(nx))
         return out_dev
 
+    def gather_patches(self, src_dev, corners, patch, stored: bool = False, out_dev=None):
+        """``(B, *patch)`` float32 ``pyopencl.array`` of patches of ``src_dev`` (centred, or stored layout)."""
+        import pyopencl.array as cla
+        nd = src_dev.ndim
+        nz, ny, nx = _dims3(src_dev.shape)
+        pz, py, px = _dims3(tuple(patch))
+        c = _corners3(corners, nd)
+        if out_dev is None:
+            out_dev = cla.empty(self.queue, (len(c),) + tuple(patch), np.float32)
+        cd = cla.to_device(self.queue, c)
+        self._gather(self.queue, (len(c) * pz * py * px,), None, out_dev.data, src_dev.data, cd.data,
+                     np.int32(pz), np.int32(py), np.int32(px), np.int32(nz), np.int32(ny), np.int32(nx),
+                     np.int32(bool(stored)), np.int32(len(c)))
+        return out_dev
+
+    def scatter_blend(self, acc_dev, wsum_dev, pred_dev, weight_dev, corners):
+        """Add each patch's ``w * log(1 + pred)`` and ``w`` into the centred accumulators, one launch per patch."""
+        nd = acc_dev.ndim
+        nz, ny, nx = _dims3(acc_dev.shape)
+        pz, py, px = _dims3(tuple(pred_dev.shape[1:]))
+        for b, lo in enumerate(_corners3(corners, nd)):
+            self._scatter(self.queue, (pz * py * px,), None, acc_dev.data, wsum_dev.data, pred_dev.data,
+                          weight_dev.data, np.int32(b), *(np.int32(v) for v in lo),
+                          np.int32(pz), np.int32(py), np.int32(px), np.int32(nz), np.int32(ny), np.int32(nx))
+        return acc_dev, wsum_dev
+
+    def blend_write_iobs(self, iobs_dev, acc_dev, wsum_dev, mode: str = "observed"):
+        """Blended values into PyNX's iobs (stored layout) in place, where ``wsum > 0``."""
+        nz, ny, nx = _dims3(iobs_dev.shape)
+        self._blend(self.queue, (nz * ny * nx,), None, iobs_dev.data, acc_dev.data, wsum_dev.data,
+                    np.int32({"observed": 0, "estimate": 1}[mode]), np.int32(nz), np.int32(ny), np.int32(nx))
+        return iobs_dev
+
     # numpy in / numpy out (one host round trip), for tests and the OpenCL-family operators
+    def gather_patches_numpy(self, src, corners, patch, stored=False):
+        import pyopencl.array as cla
+        d = cla.to_device(self.queue, np.ascontiguousarray(src, np.float32))
+        return self.gather_patches(d, corners, patch, stored).get()
+
+    def scatter_blend_numpy(self, shape, preds, weights, corners):
+        import pyopencl.array as cla
+        q = self.queue
+        acc, wsum = cla.zeros(q, tuple(shape), np.float32), cla.zeros(q, tuple(shape), np.float32)
+        self.scatter_blend(acc, wsum, cla.to_device(q, np.ascontiguousarray(preds, np.float32)),
+                           cla.to_device(q, np.ascontiguousarray(weights, np.float32)), corners)
+        return acc.get(), wsum.get()
+
+    def blend_write_iobs_numpy(self, iobs, acc, wsum, mode="observed"):
+        import pyopencl.array as cla
+        q = self.queue
+        d = cla.to_device(q, np.ascontiguousarray(iobs, np.float32))
+        self.blend_write_iobs(d, cla.to_device(q, np.ascontiguousarray(acc, np.float32)),
+                              cla.to_device(q, np.ascontiguousarray(wsum, np.float32)), mode)
+        return d.get()
+
     def write_iobs_numpy(self, iobs, values, fill, mode="observed"):
         import pyopencl.array as cla
         q = self.queue
