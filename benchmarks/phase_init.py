@@ -6,9 +6,13 @@ regime 'measured' but without background floor or diffuse scattering, which
 PyNX does not model; no gaps), then prints, in one run:
 
 (a) ``dl-only``: the DL prediction alone (start object ``IFT(sqrt(I) exp(i phi))``);
-(b) ``dl+chain``: the DL start + support refined by the chain;
+(b) ``dl+chain``: the DL start + support refined by the chain **without** PyNX's
+    ``DetwinRAAR`` step (the DL start carries no twin mixture; detwinning, which
+    halves the support for 10 cycles, was measured to drive even a true-phase start
+    away: ``benchmarks/phase_basin.py``), and ``dl+chain+dt``: with it, as a check;
 (c) ``random``: ``--random`` random starts (PyNX ``InitObjRandom`` on the
-    autocorrelation support, seeds 0..k-1) + the same chain, each one counted, and
+    autocorrelation support, seeds 0..k-1) + the chain with detwinning (PyNX's
+    default, which random starts need), each one counted, and
     ``best-of-k``: the one of lowest final LLK.
 
 Chain (PyNX CPU operators, :func:`pynx_dlgap.evaluate.phasing.phase_pattern`):
@@ -77,12 +81,14 @@ def one_case(args):
     sup0 = support_from_object(o0)
     t_dl = time.perf_counter() - t0
     score("dl-only", o0, sec=t_dl)
-    r = phase_pattern(I, m, obj0=o0, support0=sup0, chain=chain)
+    r = phase_pattern(I, m, obj0=o0, support0=sup0, chain=dict(chain, detwin=False))
     score("dl+chain", r.obj, r.llk, iters_to_5pct(r.llk_history, r.llk), r.seconds + t_dl, failed=r.failed)
     rows[-1]["dl_seconds"] = t_dl
+    r = phase_pattern(I, m, obj0=o0, support0=sup0, chain=dict(chain, detwin=True))
+    score("dl+chain+dt", r.obj, r.llk, iters_to_5pct(r.llk_history, r.llk), r.seconds + t_dl, failed=r.failed)
     best = None
     for k in range(n_random):
-        r = phase_pattern(I, m, seed=k, chain=chain)
+        r = phase_pattern(I, m, seed=k, chain=dict(chain, detwin=True))
         score("random", r.obj, r.llk, iters_to_5pct(r.llk_history, r.llk), r.seconds, failed=r.failed)
         if r.failed is None and (best is None or r.llk < best[0]):
             best = (r.llk, dict(rows[-1]))
@@ -127,15 +133,16 @@ def main(argv=None):
     shape = "64^3" if a.dims == 3 else "128x128"
     print(f"# phase-init benchmark, {a.dims}-D {shape}: {a.n} held-out crystals per level (seeds {SEED_BASE}+), "
           f"regime 'measured' without floor/diffuse, no gaps")
-    print(f"# chain: {a.raar} RAAR + {a.er} ER (PyNX CPU operators, support update every 50, detwin); "
+    print(f"# chain: {a.raar} RAAR + {a.er} ER (PyNX CPU operators, support update every 50; detwin for random "
+          f"starts and dl+chain+dt, not for dl+chain); "
           f"success: phase RMS < 0.3 rad and modulus error < {a.mod_bound}")
     print(f"# weights: sha256 {card['sha256'][:12]}, {card['n_params']:,} params; python {' '.join(sys.argv)}")
     print()
-    hdr = f"{'level':6} {'method':10} {'success':>8} {'phase_rms':>9} {'mod_err':>8} {'llk':>9} {'iters5%':>8} " \
+    hdr = f"{'level':6} {'method':11} {'success':>8} {'phase_rms':>9} {'mod_err':>8} {'llk':>9} {'iters5%':>8} " \
           f"{'seconds':>8} {'n':>4}"
     print(hdr)
     print("-" * len(hdr))
-    methods = ["dl-only", "dl+chain", "random", f"best-of-{a.random}"]
+    methods = ["dl-only", "dl+chain", "dl+chain+dt", "random", f"best-of-{a.random}"]
     for name, _ in LEVELS:
         if name not in a.levels:
             continue
@@ -144,7 +151,7 @@ def main(argv=None):
             if not rr:
                 continue
             f = lambda k: np.nanmedian([r[k] for r in rr])  # noqa: E731
-            print(f"{name:6} {meth:10} {np.mean([r['success'] for r in rr]):8.2f} {f('phase_rms'):9.3f} "
+            print(f"{name:6} {meth:11} {np.mean([r['success'] for r in rr]):8.2f} {f('phase_rms'):9.3f} "
                   f"{f('modulus_error'):8.3f} {f('llk'):9.3g} {f('iters'):8.0f} {f('seconds'):8.2f} {len(rr):4d}")
         print()
     dl = [r for r in rows if r["method"] == "dl+chain"]

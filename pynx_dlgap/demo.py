@@ -120,7 +120,9 @@ def run_demo(out="out/demo", data=None, mask=None, seed=7, size=64, gap=6, metho
         t0 = time.perf_counter()
         o0 = start_object(filled, predict_phase(filled, None))
         t_start = time.perf_counter() - t0
-        r = phase_pattern(filled, None, obj0=o0, support0=support_from_object(o0), keep_cdi=True)
+        # no detwinning after a DL start (it carries no twin mixture; see benchmarks/phase_basin.py)
+        r = phase_pattern(filled, None, obj0=o0, support0=support_from_object(o0), keep_cdi=True,
+                          chain=dict(detwin=False))
         runs[f"{method}+dl-start"] = r
         if r.failed is None and (runs[method].failed is not None or r.llk < runs[method].llk):
             main = f"{method}+dl-start"

@@ -20,7 +20,10 @@ PyNX's own. New flags (group "pynx-dlgap deep-learning steps" in ``--help``):
     ``.cxi`` (``dl_finetune_report``).
 ``--dl-phase-init [WEIGHTS]``
     start every run from the DL reciprocal-phase prediction
-    (``IFT(sqrt(I) exp(i phi))``, support from its modulus) instead of PyNX's start.
+    (``IFT(sqrt(I) exp(i phi))``, support from its modulus) instead of PyNX's start;
+    PyNX's ``detwin`` is then off unless given on the command line (the DL start
+    carries no twin mixture, and detwinning was measured to degrade even a
+    true-phase start: ``benchmarks/phase_basin.py``).
 
 Weights are checked (file, card, checksum) before any data are read. What the DL
 steps did (weights checksum, voxels filled, prediction region, seconds) is stored
@@ -189,6 +192,10 @@ def runner_classes():
             from .inpaint.infer import DEFAULT_WEIGHTS, load_inpaint_model
             from .models.weights import WeightsError
             from .phase.predict import load_phase_model
+            if self.params.get("dl_phase_init") is not None and not any("detwin" in a for a in sys.argv[1:]):
+                # the DL start carries no twin mixture; PyNX's DetwinRAAR degrades it (benchmarks/phase_basin.py)
+                self.params["detwin"] = False
+                print("pynx-dlgap: --dl-phase-init: detwin=False (pass detwin=True to keep PyNX's detwinning)")
             ft = self.params.get("dl_finetune") or 0
             if int(ft) < 0:
                 raise ValueError(f"pynx-cdi-id01-dl: --dl-finetune must be >= 0 epochs, got {ft}")

@@ -25,6 +25,11 @@ What it does (families ``'cpu'`` and ``'opencl'``, as :mod:`.inpaint`):
 On the OpenCL family the new object/support are written to the host arrays and
 uploaded to the device (one documented host round trip). A summary is stored in
 ``cdi.dl_phase_init_info``.
+
+Refine **without** PyNX's ``DetwinRAAR`` after this start: the DL start carries no
+twin mixture, and detwinning (half the support for 10 cycles) was measured to
+drive even a true-phase start away (``benchmarks/phase_basin.py``);
+``pynx-cdi-id01-dl --dl-phase-init`` turns PyNX's ``detwin`` off unless asked.
 """
 from __future__ import annotations
 

@@ -7,8 +7,10 @@ Steps: load and check the pattern (centred, Bragg peak near the middle; see
 masked voxels with the DL inpainting model (``--inpaint``; otherwise they stay
 free in PyNX), predict the reciprocal-space phase, start PyNX from
 ``IFT(sqrt(I) exp(i phi))`` and the support of its modulus, refine with the
-harness chain (``--raar`` RAAR + ``--er`` ER, support updates, detwin; PyNX CPU
-operators) and write a CXI file (PyNX's ``save_obj_cxi``, with what the DL steps
+harness chain (``--raar`` RAAR + ``--er`` ER, support updates; PyNX CPU
+operators; no detwinning after a DL start, which carries no twin mixture and which
+PyNX's ``DetwinRAAR`` was measured to degrade, ``benchmarks/phase_basin.py``; with
+``--random-start``, detwinning as in PyNX) and write a CXI file (PyNX's ``save_obj_cxi``, with what the DL steps
 did in its process information) and a PNG of modulus and phase slices.
 ``--random-start`` skips the DL start (PyNX random start), for comparison.
 """
@@ -90,7 +92,7 @@ def run_phase(a):
         print(f"DL phase start in {info['dl_phase_seconds']:.2f} s (region {pinf['region_shape']} at "
               f"{pinf['region_start']}), support {int(sup0.sum())} voxels")
     r = phase_pattern(I, m, seed=a.seed, obj0=obj0, support0=sup0, keep_cdi=True,
-                      chain=dict(n_raar=a.raar, n_er=a.er))
+                      chain=dict(n_raar=a.raar, n_er=a.er, detwin=obj0 is None))
     info.update(llk=r.llk, phasing_seconds=r.seconds, failed=r.failed or "")
     print(f"PyNX refinement ({a.raar} RAAR + {a.er} ER): LLK {r.llk:.4g} in {r.seconds:.1f} s"
           + (f"; FAILED: {r.failed}" if r.failed else ""))

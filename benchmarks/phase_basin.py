@@ -1,0 +1,135 @@
+"""Basin of attraction of the PyNX chain around the true reciprocal-space phase.
+
+How close must a predicted phase be for the chain to finish the job? For each
+strain level (Bragg phase range pi, 2 pi, 4 pi) and each noise level sigma, the
+start is ``IFT(sqrt(I) exp(i (phi_true + n)))`` where ``phi_true`` is the
+simulator's phase label and ``n`` a smooth random field (white noise smoothed by
+a Gaussian of ``--corr`` px, scaled to RMS sigma); support from the start's
+modulus, as for the DL start; then the chain of ``benchmarks/phase_init.py``'s
+DL rows (RAAR + ER, support update every 50, **no detwin**: these starts carry no
+twin mixture, and PyNX's ``DetwinRAAR``, which halves the support, was measured to
+drive even the true-phase start away; ``--detwin`` puts it back) and its success
+criterion (phase RMS < 0.3 rad inside the true support after removing offset,
+ramp and twin, modulus error < 0.3).
+
+Each start's distance to the truth is reported as the *effective RMS*
+``sqrt(-2 ln C)``, ``C = |sum w exp(i (phi - phi_true))| / sum w`` (the weighted
+coherent average of the phase loss, ``w`` the normalised log-intensity, best of
+the twin pair): for Gaussian phase errors of RMS sigma, ``C = exp(-sigma^2 / 2)``.
+The same number for the shipped DL prediction places the network on the curve.
+
+    python benchmarks/phase_basin.py --n 6 --sigmas 0 0.5 1 1.5 2
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from phase_init import LEVELS, SEED_BASE, crystal  # noqa: E402  (the same held-out crystals)
+
+
+def effective_rms(phase, label, weight) -> float:
+    """``sqrt(-2 ln C)``, C the weighted coherent average of ``phase - label`` (best of the twin pair)."""
+    from pynx_dlgap.phase.inputs import apply_symmetry
+    ok = np.isfinite(phase)
+    w = np.where(ok, weight, 0).astype(np.float64)
+    p = np.where(ok, phase, 0).astype(np.float64)
+    best = 0.0
+    dims = phase.ndim
+    # twin: phi(q) -> -phi(-q)
+    twin = -apply_symmetry(label, tuple(range(dims)), tuple(range(dims)))
+    for lab in (label, twin):
+        c = abs(np.sum(w * np.exp(1j * (p - lab)))) / w.sum()
+        best = max(best, c)
+    return float(math.sqrt(-2 * math.log(max(best, 1e-12))))
+
+
+def smooth_noise(shape, sigma, corr, rng):
+    from scipy.ndimage import gaussian_filter
+    n = gaussian_filter(rng.normal(size=shape), corr, mode="wrap")
+    return n * (sigma / n.std()) if sigma > 0 else np.zeros(shape)
+
+
+def one_case(args):
+    dims, seed, lname, level, sigmas, corr, chain, with_dl = args
+    import torch
+    torch.set_num_threads(1)
+    from pynx_dlgap.evaluate.align import object_errors
+    from pynx_dlgap.evaluate.phasing import phase_pattern
+    from pynx_dlgap.phase.inputs import phase_weight
+    from pynx_dlgap.phase.predict import load_phase_model, predict_phase, start_object, support_from_object
+    s = crystal(dims, seed, level)
+    I = s["intensity"]
+    w = phase_weight(I)
+    rng = np.random.default_rng(seed)
+    rows = []
+    starts = [(f"{sg:g}", s["phase"] + smooth_noise(I.shape, sg, corr, rng)) for sg in sigmas]
+    if with_dl:
+        model, _ = load_phase_model(None, dims)
+        starts.append(("dl", predict_phase(I, None, model=model)))
+    for name, ph in starts:
+        eff = effective_rms(ph, s["phase"], w)
+        o0 = start_object(I, np.where(np.isfinite(ph), ph, 0))
+        r = phase_pattern(I, None, obj0=o0, support0=support_from_object(o0), chain=chain)
+        e = object_errors(r.obj, s["object"], s["support"])
+        ok = r.failed is None and e["phase_rms"] < 0.3 and e["modulus_error"] < 0.3
+        rows.append(dict(level=lname, start=name, eff=eff, success=float(ok), phase_rms=e["phase_rms"]))
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dims", type=int, default=3, choices=(2, 3))
+    ap.add_argument("--n", type=int, default=6, help="crystals per strain level")
+    ap.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.5, 1.0, 1.5, 2.0])
+    ap.add_argument("--corr", type=float, default=2.0, help="noise correlation length (px, Gaussian sigma)")
+    ap.add_argument("--raar", type=int, default=300)
+    ap.add_argument("--er", type=int, default=100)
+    ap.add_argument("--no-dl", dest="dl", action="store_false", help="skip the DL prediction row")
+    ap.add_argument("--detwin", action="store_true", help="keep PyNX's DetwinRAAR step in the chain")
+    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2)))
+    ap.add_argument("--levels", nargs="+", default=[n for n, _ in LEVELS])
+    a = ap.parse_args(argv)
+    from tqdm import tqdm
+    chain = dict(n_raar=a.raar, n_er=a.er, detwin=a.detwin)
+    jobs = [(a.dims, SEED_BASE + 1000 * j + i, name, lev, a.sigmas, a.corr, chain, a.dl)
+            for j, (name, lev) in enumerate(LEVELS) if name in a.levels for i in range(a.n)]
+    rows = []
+    t0 = time.perf_counter()
+    if a.workers > 1:
+        import multiprocessing as mp
+        with mp.get_context("spawn").Pool(a.workers) as pool:
+            for r in tqdm(pool.imap_unordered(one_case, jobs), total=len(jobs), desc="crystals"):
+                rows += r
+    else:
+        for j in tqdm(jobs, desc="crystals"):
+            rows += one_case(j)
+    print(f"# basin of attraction, {a.dims}-D: {a.n} held-out crystals per level (the phase_init.py set), start = "
+          f"true reciprocal phase + smooth noise (corr {a.corr:g} px) of RMS sigma; chain {a.raar} RAAR + {a.er} ER, detwin {'on' if a.detwin else 'off'}")
+    print(f"# python {' '.join(sys.argv)}")
+    print()
+    hdr = f"{'level':6} {'start':>9} {'eff. RMS':>9} {'success':>8} {'phase_rms':>9} {'n':>3}"
+    print(hdr)
+    print("-" * len(hdr))
+    for name, _ in LEVELS:
+        if name not in a.levels:
+            continue
+        for st in [f"{sg:g}" for sg in a.sigmas] + (["dl"] if a.dl else []):
+            rr = [r for r in rows if r["level"] == name and r["start"] == st]
+            lab = f"sigma {st}" if st != "dl" else "DL pred."
+            print(f"{name:6} {lab:>9} {np.median([r['eff'] for r in rr]):9.2f} "
+                  f"{np.mean([r['success'] for r in rr]):8.2f} {np.median([r['phase_rms'] for r in rr]):9.3f} "
+                  f"{len(rr):3d}")
+        print()
+    print("# eff. RMS = sqrt(-2 ln WCA coherence), median; success = share of crystals; phase_rms = median (rad)")
+    print(f"# total {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
