@@ -56,7 +56,7 @@ def iters_to_5pct(hist, final):
 
 def one_case(args):
     """All runs of one crystal: returns a list of row dicts."""
-    dims, seed, lname, level, n_random, chain, weights, mod_bound = args
+    dims, seed, lname, level, n_random, chain, weights, mod_bound, random_detwin = args
     import torch
     torch.set_num_threads(1)
     from pynx_dlgap.evaluate.align import object_errors
@@ -88,7 +88,7 @@ def one_case(args):
     score("dl+chain+dt", r.obj, r.llk, iters_to_5pct(r.llk_history, r.llk), r.seconds + t_dl, failed=r.failed)
     best = None
     for k in range(n_random):
-        r = phase_pattern(I, m, seed=k, chain=dict(chain, detwin=True))
+        r = phase_pattern(I, m, seed=k, chain=dict(chain, detwin=random_detwin))
         score("random", r.obj, r.llk, iters_to_5pct(r.llk_history, r.llk), r.seconds, failed=r.failed)
         if r.failed is None and (best is None or r.llk < best[0]):
             best = (r.llk, dict(rows[-1]))
@@ -113,10 +113,13 @@ def main(argv=None):
     ap.add_argument("--weights", default=None, help="phase weights (default: the shipped ones)")
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2)))
     ap.add_argument("--levels", nargs="+", default=[n for n, _ in LEVELS])
+    ap.add_argument("--random-detwin", choices=["on", "off"], default="on",
+                    help="PyNX's DetwinRAAR in the random starts' chain (default on, as PyNX)")
     a = ap.parse_args(argv)
     from tqdm import tqdm
     chain = dict(n_raar=a.raar, n_er=a.er)
-    jobs = [(a.dims, SEED_BASE + 1000 * j + i, name, lev, a.random, chain, a.weights, a.mod_bound)
+    jobs = [(a.dims, SEED_BASE + 1000 * j + i, name, lev, a.random, chain, a.weights, a.mod_bound,
+             a.random_detwin == "on")
             for j, (name, lev) in enumerate(LEVELS) if name in a.levels for i in range(a.n)]
     rows = []
     t0 = time.perf_counter()
@@ -133,8 +136,9 @@ def main(argv=None):
     shape = "64^3" if a.dims == 3 else "128x128"
     print(f"# phase-init benchmark, {a.dims}-D {shape}: {a.n} held-out crystals per level (seeds {SEED_BASE}+), "
           f"regime 'measured' without floor/diffuse, no gaps")
-    print(f"# chain: {a.raar} RAAR + {a.er} ER (PyNX CPU operators, support update every 50; detwin for random "
-          f"starts and dl+chain+dt, not for dl+chain); "
+    print(f"# chain: {a.raar} RAAR + {a.er} ER (PyNX CPU operators, support update every 50; detwin for dl+chain+dt"
+          f"{' and random starts' if a.random_detwin == 'on' else ''}, not for dl+chain"
+          f"{'' if a.random_detwin == 'on' else ' nor random starts'}); "
           f"success: phase RMS < 0.3 rad and modulus error < {a.mod_bound}")
     print(f"# weights: sha256 {card['sha256'][:12]}, {card['n_params']:,} params; python {' '.join(sys.argv)}")
     print()
