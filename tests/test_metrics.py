@@ -4,7 +4,7 @@ import pytest
 from scipy.ndimage import uniform_filter
 
 from pynx_dlgap import PatternError
-from pynx_dlgap.evaluate.metrics import gap_metrics, mae, mae_log, pcc, pcc_log, r_factor, ssim_log
+from pynx_dlgap.evaluate.metrics import amp_error, gap_metrics, mae, mae_log, pcc, pcc_log, r_factor, ssim_log
 
 
 def fresh_rng():
@@ -55,6 +55,7 @@ def test_metrics_match_independent_float64(shape):
         "r_factor": np.sum(np.abs(f - t)) / np.sum(t),
         "mae_log": np.mean(np.abs(lf - lt)),
         "mae": np.mean(np.abs(f - t)),
+        "amp": np.sum((np.sqrt(f) - np.sqrt(t)) ** 2) / np.sum(t),
     }
     ltf = np.log1p(truth.astype(np.float64))
     smap = ssim_map_reference(ltf, np.log1p(filled.astype(np.float64)), ltf.max() - ltf.min())
@@ -63,7 +64,7 @@ def test_metrics_match_independent_float64(shape):
     assert got["n_gap"] == int(mask.sum())
     for k, v in exp.items():
         assert got[k] == pytest.approx(v, rel=1e-9, abs=1e-12), (k, seed)
-    singles = {"pcc_log": pcc_log, "pcc": pcc, "r_factor": r_factor, "mae_log": mae_log, "mae": mae,
+    singles = {"pcc_log": pcc_log, "pcc": pcc, "r_factor": r_factor, "mae_log": mae_log, "mae": mae, "amp": amp_error,
                "ssim_log": ssim_log}
     for k, fn in singles.items():
         assert fn(truth, filled, mask) == pytest.approx(exp[k], rel=1e-9, abs=1e-12), (k, seed)

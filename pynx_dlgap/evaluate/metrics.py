@@ -15,6 +15,9 @@ Metrics (``L = log(I + 1)``):
 ``r_factor`` ``sum|I_fill - I_true| / sum I_true`` over the gap
 ``mae_log`` mean ``|L_fill - L_true|`` over the gap
 ``mae``     mean ``|I_fill - I_true|`` over the gap
+``amp``     relative amplitude error ``sum (sqrt I_fill - sqrt I_true)^2 / sum I_true``
+            over the gap: the error phase retrieval sees (amplitudes are what its
+            modulus constraint imposes)
 ``n_gap``   number of scored voxels
 ========== =====================================================================
 
@@ -23,7 +26,7 @@ Degenerate cases are defined, not NaN:
 * Pearson correlation when either side is constant over the gap (e.g. a
   constant or zero fill): ``1.0`` if the fill equals the truth there, else
   ``0.0`` (a constant carries no correlation).
-* R-factor when ``sum I_true == 0`` over the gap: ``0.0`` for a perfect fill,
+* R-factor and amplitude error when ``sum I_true == 0`` over the gap: ``0.0`` for a perfect fill,
   else ``inf``.
 
 ``filled`` must be finite and >= 0 everywhere (fills clamp); ``truth`` too.
@@ -34,7 +37,7 @@ import numpy as np
 
 from .._checks import PatternError, check_mask, check_pattern
 
-__all__ = ["pcc", "pcc_log", "ssim_log", "r_factor", "mae", "mae_log", "gap_metrics"]
+__all__ = ["pcc", "pcc_log", "ssim_log", "r_factor", "mae", "mae_log", "amp_error", "gap_metrics"]
 
 
 def _inputs(truth, filled, mask):
@@ -90,6 +93,20 @@ def r_factor(truth, filled, mask) -> float:
 
 def _rf(t, f):
     num = np.abs(f - t).sum()
+    den = t.sum()
+    if den == 0.0:
+        return 0.0 if num == 0.0 else float("inf")
+    return float(num / den)
+
+
+def amp_error(truth, filled, mask) -> float:
+    """``sum (sqrt I_fill - sqrt I_true)^2 / sum I_true`` over the gap voxels."""
+    t, f, m = _inputs(truth, filled, mask)
+    return _amp(t[m].astype(np.float64), f[m].astype(np.float64))
+
+
+def _amp(t, f):
+    num = np.sum((np.sqrt(f) - np.sqrt(t)) ** 2)
     den = t.sum()
     if den == 0.0:
         return 0.0 if num == 0.0 else float("inf")
@@ -159,6 +176,7 @@ def gap_metrics(truth, filled, mask, ssim: bool = True) -> dict:
         "r_factor": _rf(tm, fm),
         "mae_log": float(np.abs(lf - lt).mean()),
         "mae": float(np.abs(fm - tm).mean()),
+        "amp": _amp(tm, fm),
         "n_gap": int(m.sum()),
     }
     return out
