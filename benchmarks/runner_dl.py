@@ -13,6 +13,8 @@ The ``latest.cxi`` object (PyNX crops it around its support) is padded back to
 and twin removal: phase RMS inside the true support (rad) and modulus error.
 
     python benchmarks/runner_dl.py --n 4
+    python benchmarks/runner_dl.py --n 4 --variants " --dl-inpaint --dl-inpaint-check off"
+    (a variant starting with "--" needs a leading space, or argparse reads it as an option)
 """
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ def main(argv=None):
     from pynx_dlgap.simulate.gaps import cross
     from pynx_dlgap.simulate.pipeline import simulate
     env = dict(os.environ, PYNX_PU="cpu")
-    variants = [("plain", [])] + [(v, v.split()) for v in a.variants]
+    variants = [("plain", [])] + [(v.strip(), v.split()) for v in a.variants]
     res = {name: [] for name, _ in variants}
     t0 = time.perf_counter()
     for i in range(a.n):
