@@ -8,7 +8,10 @@ For each pattern shape it simulates one crystal (regime 'measured', no floor, a
 3. ``pynx-chain``: the harness chain (PyNX CPU operators; ``--raar`` RAAR + ``--er`` ER,
    support update every 50 cycles, detwin);
 
-and prints each step's seconds and share of the total, plus the DL steps' share.
+and prints each step's seconds and share of the total, plus the DL steps' share;
+then the same DL share with the inpainting model under bf16 autocast
+(``inpaint-bf16``, timed on the same pattern; ``benchmarks/inpaint_speed.py``
+shows it gives the fp32 gap errors).
 CPU only here; on a GPU machine ``--device cuda`` moves the two DL steps to the GPU
 (PyNX stays on its CPU operators in this script).
 
@@ -56,6 +59,9 @@ def main(argv=None):
         filled = inpaint(I, m, model=imodel, device=a.device, progress=False)
         t["inpaint"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+        inpaint(I, m, model=imodel, device=a.device, progress=False, bf16=True)
+        t_bf16 = time.perf_counter() - t0
+        t0 = time.perf_counter()
         ph = predict_phase(filled, None, model=pmodel, device=a.device)
         o0 = start_object(filled, ph)
         sup0 = support_from_object(o0)
@@ -69,6 +75,10 @@ def main(argv=None):
         print(f"{'x'.join(map(str, shape)):14} {'DL share':11} {t['inpaint'] + t['dl-start']:9.2f} "
               f"{100 * (t['inpaint'] + t['dl-start']) / tot:6.1f}%   (chain LLK {r.llk:.4g}"
               + (f", FAILED {r.failed}" if r.failed else "") + ")")
+        tot16 = tot - t["inpaint"] + t_bf16
+        print(f"{'x'.join(map(str, shape)):14} {'inpaint-bf16':11} {t_bf16:9.2f} {100 * t_bf16 / tot16:6.1f}%")
+        print(f"{'x'.join(map(str, shape)):14} {'DL (bf16)':11} {t_bf16 + t['dl-start']:9.2f} "
+              f"{100 * (t_bf16 + t['dl-start']) / tot16:6.1f}%   (share with the bf16 inpainting)")
         print()
 
 
