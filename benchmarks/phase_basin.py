@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from phase_init import LEVELS, SEED_BASE, crystal  # noqa: E402  (the same held-out crystals)
+from phase_init import LEVELS, SEED_BASE, crystal, run_cases  # noqa: E402  (the same held-out crystals)
 
 
 def effective_rms(phase, label, weight) -> float:
@@ -96,20 +96,11 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2)))
     ap.add_argument("--levels", nargs="+", default=[n for n, _ in LEVELS])
     a = ap.parse_args(argv)
-    from tqdm import tqdm
     chain = dict(n_raar=a.raar, n_er=a.er, detwin=a.detwin)
     jobs = [(a.dims, SEED_BASE + 1000 * j + i, name, lev, a.sigmas, a.corr, chain, a.dl)
             for j, (name, lev) in enumerate(LEVELS) if name in a.levels for i in range(a.n)]
-    rows = []
     t0 = time.perf_counter()
-    if a.workers > 1:
-        import multiprocessing as mp
-        with mp.get_context("spawn").Pool(a.workers) as pool:
-            for r in tqdm(pool.imap_unordered(one_case, jobs), total=len(jobs), desc="crystals"):
-                rows += r
-    else:
-        for j in tqdm(jobs, desc="crystals"):
-            rows += one_case(j)
+    rows = run_cases(one_case, jobs, a.workers)
     print(f"# basin of attraction, {a.dims}-D: {a.n} held-out crystals per level (the phase_init.py set), start = "
           f"true reciprocal phase + smooth noise (corr {a.corr:g} px) of RMS sigma; chain {a.raar} RAAR + {a.er} ER, detwin {'on' if a.detwin else 'off'}")
     print(f"# python {' '.join(sys.argv)}")

@@ -102,6 +102,21 @@ def one_case(args):
     return rows
 
 
+def run_cases(fn, jobs, workers):
+    """``fn(job)`` for every job (each returns a list of rows), in ``workers`` spawned processes; all rows."""
+    from tqdm import tqdm
+    rows = []
+    if workers > 1:
+        import multiprocessing as mp
+        with mp.get_context("spawn").Pool(workers) as pool:
+            for r in tqdm(pool.imap_unordered(fn, jobs), total=len(jobs), desc="crystals"):
+                rows += r
+    else:
+        for j in tqdm(jobs, desc="crystals"):
+            rows += fn(j)
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dims", type=int, default=3, choices=(2, 3))
@@ -116,21 +131,12 @@ def main(argv=None):
     ap.add_argument("--random-detwin", choices=["on", "off"], default="on",
                     help="PyNX's DetwinRAAR in the random starts' chain (default on, as PyNX)")
     a = ap.parse_args(argv)
-    from tqdm import tqdm
     chain = dict(n_raar=a.raar, n_er=a.er)
     jobs = [(a.dims, SEED_BASE + 1000 * j + i, name, lev, a.random, chain, a.weights, a.mod_bound,
              a.random_detwin == "on")
             for j, (name, lev) in enumerate(LEVELS) if name in a.levels for i in range(a.n)]
-    rows = []
     t0 = time.perf_counter()
-    if a.workers > 1:
-        import multiprocessing as mp
-        with mp.get_context("spawn").Pool(a.workers) as pool:
-            for r in tqdm(pool.imap_unordered(one_case, jobs), total=len(jobs), desc="crystals"):
-                rows += r
-    else:
-        for j in tqdm(jobs, desc="crystals"):
-            rows += one_case(j)
+    rows = run_cases(one_case, jobs, a.workers)
     from pynx_dlgap.phase.predict import read_phase_card
     card = read_phase_card(a.weights, a.dims)
     shape = "64^3" if a.dims == 3 else "128x128"

@@ -93,6 +93,10 @@ def blend_write_iobs_reference(iobs, acc, wsum, mode: str = "observed") -> np.nd
     return write_iobs_reference(iobs, np.fft.ifftshift(v), np.fft.ifftshift(ok), mode)
 
 
+#: ``mode`` argument of dl_write_iobs / dl_blend_write_iobs
+_MODES = {"observed": 0, "estimate": 1}
+
+
 def _dims3(shape):
     if len(shape) == 2:
         return (1,) + tuple(shape)
@@ -121,7 +125,7 @@ class OpenCLKernels:
         n = int(iobs_dev.size)
         if values_dev.size != n or fill_dev.size != n:
             raise ValueError("iobs, values and fill must have the same size")
-        m = {"observed": 0, "estimate": 1}[mode]
+        m = _MODES[mode]
         self._write(self.queue, (n,), None, iobs_dev.data, values_dev.data, fill_dev.data,
                     np.int32(m), np.int32(n))
         return iobs_dev
@@ -166,46 +170,38 @@ class OpenCLKernels:
         """Blended values into PyNX's iobs (stored layout) in place, where ``wsum > 0``."""
         nz, ny, nx = _dims3(iobs_dev.shape)
         self._blend(self.queue, (nz * ny * nx,), None, iobs_dev.data, acc_dev.data, wsum_dev.data,
-                    np.int32({"observed": 0, "estimate": 1}[mode]), np.int32(nz), np.int32(ny), np.int32(nx))
+                    np.int32(_MODES[mode]), np.int32(nz), np.int32(ny), np.int32(nx))
         return iobs_dev
 
     # numpy in / numpy out (one host round trip), for tests and the OpenCL-family operators
-    def gather_patches_numpy(self, src, corners, patch, stored=False):
+    def _up(self, a, dtype=np.float32):
+        """A C-contiguous ``dtype`` copy of the numpy array ``a`` on the device."""
         import pyopencl.array as cla
-        d = cla.to_device(self.queue, np.ascontiguousarray(src, np.float32))
-        return self.gather_patches(d, corners, patch, stored).get()
+        return cla.to_device(self.queue, np.ascontiguousarray(a, dtype))
+
+    def gather_patches_numpy(self, src, corners, patch, stored=False):
+        return self.gather_patches(self._up(src), corners, patch, stored).get()
 
     def scatter_blend_numpy(self, shape, preds, weights, corners):
         import pyopencl.array as cla
         q = self.queue
         acc, wsum = cla.zeros(q, tuple(shape), np.float32), cla.zeros(q, tuple(shape), np.float32)
-        self.scatter_blend(acc, wsum, cla.to_device(q, np.ascontiguousarray(preds, np.float32)),
-                           cla.to_device(q, np.ascontiguousarray(weights, np.float32)), corners)
+        self.scatter_blend(acc, wsum, self._up(preds), self._up(weights), corners)
         return acc.get(), wsum.get()
 
     def blend_write_iobs_numpy(self, iobs, acc, wsum, mode="observed"):
-        import pyopencl.array as cla
-        q = self.queue
-        d = cla.to_device(q, np.ascontiguousarray(iobs, np.float32))
-        self.blend_write_iobs(d, cla.to_device(q, np.ascontiguousarray(acc, np.float32)),
-                              cla.to_device(q, np.ascontiguousarray(wsum, np.float32)), mode)
+        d = self._up(iobs)
+        self.blend_write_iobs(d, self._up(acc), self._up(wsum), mode)
         return d.get()
 
     def write_iobs_numpy(self, iobs, values, fill, mode="observed"):
-        import pyopencl.array as cla
-        q = self.queue
-        d = cla.to_device(q, np.ascontiguousarray(iobs, np.float32))
-        self.write_iobs(d, cla.to_device(q, np.ascontiguousarray(values, np.float32)),
-                        cla.to_device(q, np.ascontiguousarray(fill, np.int8)), mode)
+        d = self._up(iobs)
+        self.write_iobs(d, self._up(values), self._up(fill, np.int8), mode)
         return d.get()
 
     def phasor_amplitude_numpy(self, intensity, phase, masked=None):
-        import pyopencl.array as cla
-        q = self.queue
-        m = np.zeros(np.shape(intensity), np.int8) if masked is None else np.asarray(masked, np.int8)
-        return self.phasor_amplitude(cla.to_device(q, np.ascontiguousarray(intensity, np.float32)),
-                                     cla.to_device(q, np.ascontiguousarray(phase, np.float32)),
-                                     cla.to_device(q, np.ascontiguousarray(m))).get()
+        m = np.zeros(np.shape(intensity), np.int8) if masked is None else masked
+        return self.phasor_amplitude(self._up(intensity), self._up(phase), self._up(m, np.int8)).get()
 
 
 def cuda_module():

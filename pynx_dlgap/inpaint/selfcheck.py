@@ -89,14 +89,13 @@ def heldout_masks(mask, *, sep: int = 3, min_voxels: int = 16) -> list[tuple[str
 
 
 def score_fill(truth: np.ndarray, filled: np.ndarray) -> dict:
-    """``amp``, ``mae_log`` and ``pcc_log`` of ``filled`` against ``truth`` (1-D arrays of gap voxels)."""
-    from ..evaluate.metrics import _amp
+    """``amp``, ``mae_log`` and ``pcc_log`` of ``filled`` against ``truth`` (1-D arrays of gap voxels),
+    as defined in :mod:`pynx_dlgap.evaluate.metrics` (degenerate cases included)."""
+    from ..evaluate.metrics import _amp, _pcc
     t = truth.astype(np.float64)
     f = np.maximum(filled.astype(np.float64), 0.0)
-    amp = _amp(t, f)
     lt, lf = np.log1p(t), np.log1p(f)
-    pcc = float(np.corrcoef(lt, lf)[0, 1]) if lt.std() > 0 and lf.std() > 0 else float("nan")
-    return {"amp": amp, "mae_log": float(np.abs(lf - lt).mean()), "pcc_log": pcc}
+    return {"amp": _amp(t, f), "mae_log": float(np.abs(lf - lt).mean()), "pcc_log": _pcc(lt, lf)}
 
 
 @dataclass

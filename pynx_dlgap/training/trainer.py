@@ -72,6 +72,7 @@ def evaluate_batches(model, batches, device="cpu", bf16=False):
     lower; ``amp_*``: relative amplitude error ``sum (sqrt f - sqrt t)^2 / sum t``
     (what phase retrieval sees; patches with an empty gap are left out).
     """
+    from ..evaluate.metrics import _amp
     from ..normalize import denormalize_patch
     model.eval()
     m_err, p_err, wins, n = 0.0, 0.0, 0, 0
@@ -91,11 +92,10 @@ def evaluate_batches(model, batches, device="cpu", bf16=False):
             p_err += e0
             wins += e1 < e0
             n += 1
-            tot = I[b][g].astype(np.float64).sum()
-            if tot > 0:
-                ti = np.sqrt(I[b][g].astype(np.float64))
-                a_m += np.sum((np.sqrt(pred[b][g].astype(np.float64)) - ti) ** 2) / tot
-                a_p += np.sum((np.sqrt(pre[b][g].astype(np.float64)) - ti) ** 2) / tot
+            ti = I[b][g].astype(np.float64)
+            if ti.sum() > 0:
+                a_m += _amp(ti, pred[b][g].astype(np.float64))
+                a_p += _amp(ti, pre[b][g].astype(np.float64))
                 n_a += 1
     model.train()
     n_a = max(n_a, 1)
