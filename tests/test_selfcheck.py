@@ -123,3 +123,7 @@ def test_finetune_improves_held_back_error_and_cli(tmp_path, capsys):
     assert rc == 2 and "exists" in capsys.readouterr().err  # no silent overwrite
     with pytest.raises(ValueError, match=">= 1"):
         finetune(I, m, new, epochs=0)
+    from pynx_dlgap import PatternError
+    wide = plane(-1, 16, 16).mask(shape)
+    with pytest.raises(PatternError, match="wider than the 12 px"):  # refused before any work
+        finetune(I, wide, new)

@@ -97,14 +97,19 @@ def finetune(iobs, mask, model, *, epochs=None, patches_per_epoch=None, batch=No
     P = _patch_of(model, card, None, a.ndim)
     if any(s < p for s, p in zip(a.shape, P)):
         raise ValueError(f"pattern shape {a.shape} is smaller than the model's patch {P}")
+    layout, _ = GapLayout.from_mask(m)
+    sup = card.get("gap_widths_supported") or [1, 12]
+    wmax = int(max(sup))
+    if layout.max_width > wmax:  # the model could never fill this gap: refuse before any work
+        from .._checks import PatternError
+        raise PatternError(f"gap(s) {', '.join(str(g) for g in layout if g.width > wmax)} wider than the "
+                           f"{wmax} px this model supports (card gap_widths_supported {list(sup)}); "
+                           "fine-tuning cannot change that: use a classical fill (pynx-dlgap fill)")
     held = heldout_masks(m, sep=int(cfg["sep"]))
     held_any = np.zeros_like(m)
     for _, h in held:
         held_any |= h
     known = ~m & ~held_any
-    layout, _ = GapLayout.from_mask(m)
-    sup = card.get("gap_widths_supported") or [1, 12]
-    wmax = int(max(sup))
     widths = sorted({min(int(w), wmax) for w in layout.widths}) or list(range(1, wmax + 1))
     # the real gaps' widths, and narrower ones (a few px are cheap to learn and common at module edges)
     widths = sorted(set(widths) | {max(1, w // 2) for w in widths})
