@@ -23,6 +23,10 @@ printed for it). Then ours on a 256×256×128 pattern (same recipe), in a child
 process whose peak resident memory is reported.
 
     python benchmarks/inpaint_speed.py            # full reference (minutes on 2 CPU cores)
+    python benchmarks/inpaint_speed.py --device cuda --ref-limit 2000   # on a GPU
+
+``--device cuda`` runs both on the GPU (ours with the device-side prefill and blending,
+the reference with one host-prepared patch per call, as the reference code does).
 """
 from __future__ import annotations
 
@@ -64,7 +68,7 @@ def reference_windows(mask, patch=32):
     return corners
 
 
-def reference_fill(I, mask, model, corners, patch=32):
+def reference_fill(I, mask, model, corners, patch=32, device="cpu"):
     """One model call per window, uniform average of log(I+1) over every masked voxel of each."""
     import torch
     from pynx_dlgap.inpaint.patches import prepare_batch, to_counts
@@ -75,8 +79,8 @@ def reference_fill(I, mask, model, corners, patch=32):
         for lo in corners:
             sl = tuple(slice(a, a + patch) for a in lo)
             mp_ = mask[sl]
-            x, st = prepare_batch(I[sl][None], mp_[None])
-            y = to_counts(model(x), st)[0].numpy()
+            x, st = prepare_batch(I[sl][None], mp_[None], device=device)
+            y = to_counts(model(x), st)[0].cpu().numpy()
             acc[sl][mp_] += np.log1p(y[mp_].astype(np.float64))
             cnt[sl][mp_] += 1
     out = I.astype(np.float32).copy()
@@ -90,14 +94,14 @@ def _scores(truth, filled, mask):
     return score_fill(truth[mask], filled[mask])
 
 
-def _big(shape, seed, batch, q):
+def _big(shape, seed, batch, q, device="cpu"):
     import torch
     torch.set_num_threads(os.cpu_count() or 1)
     from pynx_dlgap.inpaint.infer import inpaint, load_inpaint_model
     I, m = _pattern(shape, seed)
     model, _ = load_inpaint_model()
     t0 = time.perf_counter()
-    _, info = inpaint(I, m, model, progress=False, batch_size=batch, return_info=True)
+    _, info = inpaint(I, m, model, progress=False, batch_size=batch, return_info=True, device=device)
     q.put((time.perf_counter() - t0, info["n_patches"],
            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, I.nbytes / 2**20))
 
@@ -108,19 +112,25 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--ref-limit", type=int, default=0, help="time only this many reference windows (0 = all)")
     ap.add_argument("--big", default="256,256,128", help="shape of the second pattern ('' to skip)")
+    ap.add_argument("--device", default="cpu", help="torch device of both (default cpu)")
     a = ap.parse_args(argv)
     from pynx_dlgap.inpaint.infer import inpaint, load_inpaint_model
     model, card = load_inpaint_model()
     I, m = _pattern((128, 128, 128), a.seed)
-    print(f"# DL inpainting speed, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    import torch
+    dev_name = torch.cuda.get_device_name() if a.device.startswith("cuda") else "CPU"
+    model.to(a.device)
+    print(f"# DL inpainting speed on {a.device} ({dev_name}), {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, "
           f"torch threads {__import__('torch').get_num_threads()}; model {card['architecture'].get('name')} "
           f"sha256 {card['sha256'][:12]}")
     print(f"# 128^3 simulated pattern (seed {a.seed}), 6-px cross: {int(m.sum())} gap voxels")
     rows = []
     for bf16 in (False, True):
-        inpaint(I, m, model, progress=False, batch_size=a.batch, bf16=bf16)  # warm-up
+        inpaint(I, m, model, progress=False, batch_size=a.batch, bf16=bf16, device=a.device)  # warm-up
         t0 = time.perf_counter()
-        f, info = inpaint(I, m, model, progress=False, batch_size=a.batch, bf16=bf16, return_info=True)
+        f, info = inpaint(I, m, model, progress=False, batch_size=a.batch, bf16=bf16, return_info=True,
+                          device=a.device)
         dt = time.perf_counter() - t0
         rows.append((f"ours{' bf16' if bf16 else ''} (batch {a.batch})", info["n_patches"], dt, _scores(I, f, m)))
     corners = reference_windows(m)
@@ -129,12 +139,12 @@ def main(argv=None):
         rng = np.random.default_rng(0)
         sub = [corners[i] for i in rng.choice(n_ref, a.ref_limit, replace=False)]
         t0 = time.perf_counter()
-        reference_fill(I, m, model, sub)
+        reference_fill(I, m, model, sub, device=a.device)
         dt = (time.perf_counter() - t0) * n_ref / a.ref_limit
         rows.append((f"reference (timed {a.ref_limit}, extrapolated)", n_ref, dt, None))
     else:
         t0 = time.perf_counter()
-        f, missed = reference_fill(I, m, model, corners)
+        f, missed = reference_fill(I, m, model, corners, device=a.device)
         dt = time.perf_counter() - t0
         rows.append(("reference (stride 1, 1 patch/call)", n_ref, dt, _scores(I, f, m)))
         if missed:
@@ -152,7 +162,7 @@ def main(argv=None):
         shape = tuple(int(v) for v in a.big.split(","))
         ctx = mp.get_context("spawn")
         q = ctx.Queue()
-        p = ctx.Process(target=_big, args=(shape, a.seed + 1, a.batch, q))
+        p = ctx.Process(target=_big, args=(shape, a.seed + 1, a.batch, q, a.device))
         p.start()
         dt, n, rss, mb = q.get()
         p.join()

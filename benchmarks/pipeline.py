@@ -12,10 +12,16 @@ and prints each step's seconds and share of the total, plus the DL steps' share;
 then the same DL share with the inpainting model under bf16 autocast
 (``inpaint-bf16``, timed on the same pattern; ``benchmarks/inpaint_speed.py``
 shows it gives the fp32 gap errors).
-CPU only here; on a GPU machine ``--device cuda`` moves the two DL steps to the GPU
-(PyNX stays on its CPU operators in this script).
+With ``--pynx cuda`` (a GPU machine with pycuda and PyNX's CUDA family) everything
+runs on the GPU instead: ``DLInpaint`` and ``DLPhaseInit`` as CUDA-family operators on
+a PyNX ``CDI`` (the data stay in PyNX's GPU arrays, handed to torch without a copy),
+then the same harness chain on PyNX's CUDA operators (``phase_pattern(backend='cuda')``,
+which builds its own CDI from the start object: one upload). Each shape is run
+``--repeat`` times and the last run is printed (the first pays for kernel compilation,
+cuDNN and FFT plans).
 
     python benchmarks/pipeline.py --shapes 128,128,128 256,256,128
+    python benchmarks/pipeline.py --pynx cuda --repeat 2     # on a GPU machine
 """
 from __future__ import annotations
 
@@ -32,16 +38,19 @@ def main(argv=None):
     ap.add_argument("--shapes", nargs="+", default=["128,128,128", "256,256,128"])
     ap.add_argument("--raar", type=int, default=600)
     ap.add_argument("--er", type=int, default=200)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", help="torch device of the DL steps (CPU-family run)")
+    ap.add_argument("--pynx", default="cpu", choices=["cpu", "cuda"],
+                    help="PyNX operator family: cpu (default) or cuda (everything on the GPU)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per shape; the last is printed")
     ap.add_argument("--seed", type=int, default=1_970_000_000)
     a = ap.parse_args(argv)
     from pynx_dlgap.evaluate.phasing import phase_pattern
     from pynx_dlgap.inpaint.infer import inpaint, load_inpaint_model
     from pynx_dlgap.phase.predict import load_phase_model, predict_phase, start_object, support_from_object
-    from pynx_dlgap.simulate.gaps import cross
-    from pynx_dlgap.simulate.pipeline import simulate
     imodel, _ = load_inpaint_model(None)
     pmodel, _ = load_phase_model(None, 3)
+    if a.pynx == "cuda":
+        return _main_cuda(a, imodel, pmodel)
     print(f"# pipeline cost: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"DL device {a.device}; chain {a.raar} RAAR + {a.er} ER on PyNX's CPU operators")
     print()
@@ -50,10 +59,7 @@ def main(argv=None):
     print("-" * len(hdr))
     for sh in a.shapes:
         shape = tuple(int(v) for v in sh.split(","))
-        s = simulate(a.seed, 3, shape, "measured", dict(floor=0.0, diffuse=0.0, gaps="none", crop_shift=[0, 0, 0],
-                                                         phase_range=6.0, oversampling=[n / 24 for n in shape]))
-        I = s["intensity"]
-        m = cross(6, shape[1] // 2 - 4, shape[2] // 2 + 5).mask(shape) | s["dead"]
+        I, m = _pattern(a, shape)
         t = {}
         t0 = time.perf_counter()
         filled = inpaint(I, m, model=imodel, device=a.device, progress=False)
@@ -79,6 +85,67 @@ def main(argv=None):
         print(f"{'x'.join(map(str, shape)):14} {'inpaint-bf16':11} {t_bf16:9.2f} {100 * t_bf16 / tot16:6.1f}%")
         print(f"{'x'.join(map(str, shape)):14} {'DL (bf16)':11} {t_bf16 + t['dl-start']:9.2f} "
               f"{100 * (t_bf16 + t['dl-start']) / tot16:6.1f}%   (share with the bf16 inpainting)")
+        print()
+
+
+def _pattern(a, shape):
+    from pynx_dlgap.simulate.gaps import cross
+    from pynx_dlgap.simulate.pipeline import simulate
+    s = simulate(a.seed, 3, shape, "measured", dict(floor=0.0, diffuse=0.0, gaps="none", crop_shift=[0, 0, 0],
+                                                     phase_range=6.0, oversampling=[n / 24 for n in shape]))
+    m = cross(6, shape[1] // 2 - 4, shape[2] // 2 + 5).mask(shape) | s["dead"]
+    return s["intensity"], m
+
+
+def _main_cuda(a, imodel, pmodel):
+    import torch
+    from pynx_dlgap.evaluate.phasing import import_pynx_cdi, phase_pattern
+    from pynx_dlgap.operators import DLInpaint, DLPhaseInit
+    from pynx_dlgap.pynx_backend import init_pynx_cuda
+    shared = init_pynx_cuda()
+    pcu = import_pynx_cdi("cuda")
+    print(f"# pipeline cost on the GPU: {torch.cuda.get_device_name()}, PyNX CUDA family "
+          f"(context shared with torch: {shared}); chain {a.raar} RAAR + {a.er} ER; last of {a.repeat} runs")
+    print()
+    hdr = f"{'shape':14} {'step':13} {'seconds':>9} {'share':>7}"
+    print(hdr)
+    print("-" * len(hdr))
+    for sh in a.shapes:
+        shape = tuple(int(v) for v in sh.split(","))
+        I, m = _pattern(a, shape)
+        stored = np.fft.fftshift(np.where(m, 0, I)).astype(np.float32)
+        ms = np.fft.fftshift(m).astype(np.int8)
+        for _ in range(max(1, a.repeat)):
+            t = {}
+            for bf16 in (False, True):
+                cdi = pcu.CDI(stored.copy(), mask=ms)
+                op_i = DLInpaint(model=imodel, family="cuda", bf16=bf16)
+                op_p = DLPhaseInit(model=pmodel, family="cuda")
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                cdi = op_i * cdi  # the op synchronises before returning
+                t["inpaint-bf16" if bf16 else "inpaint"] = time.perf_counter() - t0
+                zero_copy = cdi.dl_inpaint_info["zero_copy"]
+                t0 = time.perf_counter()
+                cdi = op_p * cdi
+                torch.cuda.synchronize()
+                t["dl-start-bf16" if bf16 else "dl-start"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            r = phase_pattern(cdi.get_iobs(shift=True), None, obj0=cdi.get_obj(shift=True),
+                              support0=cdi.get_support(shift=True), chain=dict(n_raar=a.raar, n_er=a.er),
+                              llk_every=0, backend="cuda")
+            t["pynx-chain"] = time.perf_counter() - t0
+        name = "x".join(map(str, shape))
+        tot = t["inpaint"] + t["dl-start"] + t["pynx-chain"]
+        for k in ("inpaint", "dl-start", "pynx-chain"):
+            print(f"{name:14} {k:13} {t[k]:9.3f} {100 * t[k] / tot:6.1f}%")
+        dl = t["inpaint"] + t["dl-start"]
+        print(f"{name:14} {'DL share':13} {dl:9.3f} {100 * dl / tot:6.1f}%   (chain LLK {r.llk:.4g}"
+              + (f", FAILED {r.failed}" if r.failed else "") + f"; zero copy {zero_copy})")
+        tot16 = t["inpaint-bf16"] + t["dl-start-bf16"] + t["pynx-chain"]
+        dl16 = t["inpaint-bf16"] + t["dl-start-bf16"]
+        print(f"{name:14} {'inpaint-bf16':13} {t['inpaint-bf16']:9.3f} {100 * t['inpaint-bf16'] / tot16:6.1f}%")
+        print(f"{name:14} {'DL (bf16)':13} {dl16:9.3f} {100 * dl16 / tot16:6.1f}%")
         print()
 
 

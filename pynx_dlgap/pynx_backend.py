@@ -19,6 +19,12 @@ Facts these helpers rely on (PyNX 2025.1, see ``shared/docs/pynx.md``):
   the CDI operators (``pynx.cdi.cl_operator.default_processing_unit``) with the
   chosen ``pyopencl.Device`` (``init_cl(cl_device=..., test_fft=False)``) and, if
   unset, records the device in PyNX's main ``default_processing_unit`` too.
+* PyNX's CUDA family makes its **own** pycuda context (``device.make_context()``
+  in ``pynx.processing_unit.cu_resources``, cached per device), while torch uses
+  the device's *primary* context; memory of one context is not for the other.
+  :func:`init_pynx_cuda` registers the primary context in PyNX's cache before
+  PyNX asks for one, so PyNX's ``GPUArray`` objects and torch's tensors live in one
+  context and pass between them without a copy (:func:`pynx_dlgap.gpu.torch_view`).
 * With no OpenCL platform at all, ``pyopencl.get_platforms()`` raises
   ``LogicError: clGetPlatformIDs failed: PLATFORM_NOT_FOUND_KHR``; this module
   turns that into an empty device list / :class:`OpenCLUnavailable`.
@@ -39,7 +45,7 @@ import warnings
 __all__ = [
     "PyNXUnavailable", "PyNXMissing", "OpenCLUnavailable", "INSTALL_HINT",
     "pynx_available", "import_pynx", "opencl_devices", "has_opencl_device",
-    "select_opencl_device", "init_pynx_opencl", "pynx_has_cuda",
+    "select_opencl_device", "init_pynx_opencl", "pynx_has_cuda", "init_pynx_cuda", "CUDAUnavailable",
 ]
 
 INSTALL_HINT = ("PyNX is not on PyPI (the PyPI project 'pynx' is an unrelated nginx tool): run `make setup` "
@@ -55,6 +61,10 @@ _BACKENDS = ("cpu", "opencl", "cuda")
 
 class PyNXUnavailable(ImportError):
     """PyNX (or the part of it that is needed) cannot be imported."""
+
+
+class CUDAUnavailable(RuntimeError):
+    """No usable CUDA path (pycuda, a GPU, or torch's CUDA build missing)."""
 
 
 class OpenCLUnavailable(RuntimeError):
@@ -271,3 +281,57 @@ def _init_cl_by_hand(pu, device):
     pu._cl_mem_pool = cltools.MemoryPool(cltools.ImmediateAllocator(pu.cl_queue))
     pu.cl_options = "-cl-mad-enable -cl-fast-relaxed-math"
     pu.cl_init_kernels()
+
+
+def init_pynx_cuda(device: int | None = None) -> bool:
+    """Make PyNX's CUDA operators use the CUDA context torch uses; return True if they do.
+
+    Call before the first PyNX CUDA operator is built (the CUDA-family ``DLInpaint`` /
+    ``DLPhaseInit`` and ``pynx-cdi-id01-dl`` do). It retains the primary context of the
+    device (``pycuda.driver.Device(i).retain_primary_context()``, the one the CUDA
+    runtime, hence torch, uses), pushes it and stores it in PyNX's per-device context
+    cache (``cu_resources``), so that PyNX's ``get_context`` hands it out instead of
+    making a new context; then PyNX's CUDA CDI processing unit is initialised on that
+    device. If PyNX already made its own context for the device (an operator was built
+    before), nothing is changed and False is returned: the plugin then copies through
+    the host instead of sharing memory (``info['zero_copy']`` says which).
+
+    :param device: CUDA device ordinal; default torch's current device.
+    :raises CUDAUnavailable: pycuda cannot drive a GPU, or torch has no CUDA.
+    :raises PyNXUnavailable: PyNX's CUDA modules cannot be imported.
+    """
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover
+        raise CUDAUnavailable("torch is not installed") from e
+    if not torch.cuda.is_available():
+        raise CUDAUnavailable("torch sees no CUDA GPU (a CPU build of torch, or no GPU): use PyNX's cpu or opencl "
+                              "family (PYNX_PU=cpu|opencl)")
+    try:
+        import pycuda.driver as cu_drv
+        cu_drv.init()
+    except Exception as e:
+        raise CUDAUnavailable(f"pycuda cannot drive the GPU ({type(e).__name__}: {e}); install pycuda "
+                              "(`pip install .[cuda]` on a machine with the CUDA toolkit and driver)") from e
+    idx = torch.cuda.current_device() if device is None else int(device)
+    torch.cuda.set_device(idx)
+    torch.cuda.init()
+    torch.empty(1, device=f"cuda:{idx}")  # the runtime now holds the primary context
+    cur = import_pynx(module="pynx.processing_unit.cu_resources").cu_resources
+    dev = cu_drv.Device(idx)
+    primary = dev.retain_primary_context()
+    known = cur._device_context_dict.get(dev)
+    if known is None:
+        primary.push()
+        cur._device_context_dict[dev] = primary
+        shared = True
+    else:
+        shared = int(known.handle) == int(primary.handle)
+    clo = import_pynx(module="pynx.cdi.cu_operator")
+    pu = clo.default_processing_unit
+    if pu.cu_ctx is None:
+        pu.init_cuda(cu_device=dev, test_fft=False, verbose=False)
+    import pynx.processing_unit as ppu
+    if ppu.default_processing_unit.cu_device is None:
+        ppu.default_processing_unit.cu_device = dev
+    return shared and int(pu.cu_ctx.handle) == int(primary.handle)

@@ -36,7 +36,11 @@ The operators can also be steps of ``--algorithm`` (PyNX's syntax, right to left
 ``--algorithm "ER**50,RAAR**400,dlphaseinit,dlinpaint"``; they then use the weights
 (and inpainting mode) of the flags above, or the shipped weights.
 
-Not yet: the CUDA family.
+On a GPU machine where PyNX chose its CUDA family (pycuda, ``PYNX_PU=cuda``), the
+runner first makes PyNX use the GPU's primary CUDA context
+(:func:`pynx_dlgap.pynx_backend.init_pynx_cuda`), so the CUDA-family operators work
+on PyNX's GPU arrays through torch without a host copy; ``dl_inpaint_zero_copy``
+records it.
 """
 from __future__ import annotations
 
@@ -96,6 +100,9 @@ def runner_classes():
                     print(f"pynx-dlgap: self-check chose {sc['choice']} "
                           + " ".join(f"(amplitude error {k} {v['amp']:.4f})" for k, v in sc["scores"].items()))
                 p["dl_inpaint_voxels"] = int(inf.get("voxels_filled", 0))
+                p["dl_inpaint_family"] = str(inf.get("family", ""))
+                if "zero_copy" in inf:
+                    p["dl_inpaint_zero_copy"] = bool(inf["zero_copy"])
                 p["dl_inpaint_seconds"] = time.perf_counter() - t0
                 p["dl_inpaint_sha256"] = str(inf.get("weights_sha256") or "")
                 print(f"pynx-dlgap: DLInpaint ({p['dl_inpaint_fill']}) filled {p['dl_inpaint_voxels']} voxels in "
@@ -226,6 +233,12 @@ def main(argv=None):
         sys.argv = [sys.argv[0]] + list(argv)
     from pynx.cdi.runner.id01 import default_params
     from .models.weights import WeightsError
+    from .pynx_backend import CUDAUnavailable, _family_of, init_pynx_cuda
+    if _family_of(import_pynx()) == "cuda":
+        try:  # before PyNX's runner makes a CUDA context of its own
+            print(f"pynx-dlgap: PyNX's CUDA family shares torch's CUDA context: {init_pynx_cuda()}")
+        except CUDAUnavailable as e:
+            print(f"pynx-dlgap: warning: {e}; the DL steps will copy through the host", file=sys.stderr)
     runner_cls, scan_cls = runner_classes()
     try:
         w = runner_cls(sys.argv, default_params, scan_cls)

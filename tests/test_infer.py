@@ -196,10 +196,20 @@ def test_untrained_equals_blend_of_patch_fills_with_dead_pixels(seed):
     m = add_dead(rng, cross(7, 20, 40).mask(shape), n_iso=8, n_lines=2)
     if seed:
         m = add_dead(rng, plane(-1, 3, 49).mask(shape), n_iso=4, n_lines=1)  # edge gap + dead pixels
-    out, info = inpaint(I, m, tiny(), progress=False, return_info=True, batch_size=7)
+    out, info = inpaint(I, m, tiny(), progress=False, return_info=True, batch_size=7, dead="dl")
     plan = plan_patches(m, 32)
-    assert info["n_patches"] == len(plan)
+    assert info["n_patches"] == len(plan) and plan.counts()["dead"] > 0
     assert_log_close(out, reference_blend(I, m, plan), m)
+    # default dead='loglinear': no dead-pixel patch; gap planes from the patches, the rest log-linear
+    out2, info2 = inpaint(I, m, tiny(), progress=False, return_info=True, batch_size=7)
+    plan2 = plan_patches(m, 32, dead_patches=False)
+    assert info2["n_patches"] == len(plan2) == plan.counts()["gap"] + plan.counts()["cross"]
+    lay, rest = GapLayout.from_mask(m)
+    assert rest.any()
+    with np.errstate(invalid="ignore"):  # the reference leaves the dead pixels (no patch) at 0/0
+        ref2 = reference_blend(I, m, plan2)
+    assert_log_close(out2, ref2, m & ~rest)
+    assert_log_close(out2, fill_loglinear(I, m), rest)
 
 
 # ---------------------------------------------------------------------------
@@ -230,10 +240,11 @@ def test_batch_size_does_not_change_result():
     b, ib = inpaint(I, m, model, batch_size=5, progress=False, return_info=True)
     c = inpaint(I, m, model, batch_size=1000, progress=False)
     assert ia["n_batches"] == ia["n_patches"] and ib["n_batches"] == -(-ib["n_patches"] // 5)
-    # equal up to the float32 rounding of the convolutions (their kernels depend on the batch size)
+    # equal up to the float32 rounding of the convolutions (their channels-last kernels depend on
+    # the batch size; 5e-5 in log(I+1) was seen)
     assert np.array_equal(a[~m], b[~m]) and np.array_equal(a[~m], c[~m])
-    assert_log_close(a, b, m, tol=3e-5)
-    assert_log_close(a, c, m, tol=3e-5)
+    assert_log_close(a, b, m, tol=2e-4)
+    assert_log_close(a, c, m, tol=2e-4)
     # the perturbed model changes the fill (so the test above is not trivial)
     assert np.abs(np.log1p(a[m]) - np.log1p(fill_loglinear(I, m)[m])).max() > 1e-3
 
@@ -282,7 +293,11 @@ def test_errors():
     blob = plane(-2, 6, 10).mask(shape)
     blob[:, 12:48, 0:40] = True  # a masked block (not a gap plane) larger than a patch
     with pytest.raises(PatternError, match="whole"):
-        inpaint(I, blob, model, progress=False)
+        inpaint(I, blob, model, progress=False, dead="dl")
+    lay, rest = GapLayout.from_mask(blob)  # default: the block is not a gap plane, it is filled log-linear
+    assert_log_close(inpaint(I, blob, model, progress=False), fill_loglinear(I, blob), rest)
+    with pytest.raises(ValueError, match="dead"):
+        inpaint(I, blob, model, progress=False, dead="zero")
     with pytest.raises(ValueError, match="either"):
         inpaint(I, plane(-2, 6, 10).mask(shape), model, weights="x.safetensors", progress=False)
 

@@ -112,11 +112,6 @@ def test_default_weights_missing_raises(data, tmp_path, monkeypatch):
         DLInpaint(family="cpu")
 
 
-def test_cuda_family_not_implemented(tiny):
-    with pytest.raises(NotImplementedError, match="pycuda"):
-        DLInpaint(model=tiny, family="cuda")
-
-
 def test_without_pynx_raises_pynx_unavailable():
     code = ("import sys; sys.modules['pynx'] = None\n"
             "import pynx_dlgap.operators as o\n"
@@ -150,8 +145,6 @@ def test_default_family_is_pynx_choice(tiny):
     fam = _family_of(import_pynx())
     if fam == "opencl" and not has_opencl_device():
         pytest.skip("PyNX selected OpenCL but there is no OpenCL device")
-    if fam == "cuda":
-        pytest.skip("PyNX selected CUDA: DLInpaint has no CUDA family yet")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         assert DLInpaint(model=tiny).family == fam
@@ -176,3 +169,40 @@ def test_mixed_families_keep_host_and_device_coherent(tiny, data, pynx_opencl):
         assert np.array_equal(cdi._cl_iobs.get(), cdi.iobs)
         assert np.all(np.isfinite(cdi.get_obj()))
     np.testing.assert_allclose(cdi.get_iobs(shift=True)[m], ref[m], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode,explicit", [("observed", False), ("estimate", True)])
+def test_device_fill_matches_host_fill(tiny, data, mode, explicit):
+    """The CUDA op's device step (_fill_tensor), run here on a CPU tensor that stands for the
+    torch view of cdi._cu_iobs, writes the same values in place as the host step (_new_iobs)."""
+    import torch
+    I, m, _ = data
+    pc = import_pynx_cdi("cpu")
+    rng = np.random.default_rng()
+    m = m | (rng.random(m.shape) < 0.002)  # dead pixels too (log-linear by default)
+    stored = np.fft.fftshift(I).copy()
+    ms = np.fft.fftshift(m)
+    stored[ms] = -1.05e38
+    free = (rng.random(stored.shape) < 0.01) & ~ms  # free pixels: -(I+1), measured for the model
+    stored[free] = -(stored[free] + 1)
+    cdi = pc.CDI(stored.copy())
+    op = DLInpaint(model=tiny, family="cpu", mode=mode, mask=m if explicit else None)
+    ref = op._new_iobs(cdi)
+    s = torch.from_numpy(cdi.iobs.copy())
+    before = cdi.iobs.copy()
+    out, info = op._fill_tensor(s, cdi.iobs)
+    assert out is s  # in place
+    np.testing.assert_array_equal(cdi.iobs, before)  # the host copy is only read
+    got = s.numpy()
+    np.testing.assert_array_equal(got[~ms], ref[~ms])
+    np.testing.assert_allclose(got[ms], ref[ms], rtol=1e-5)
+    assert info["voxels_filled"] == int(m.sum()) and info["fill"] == "dl" and info["patches"] > 0
+
+
+def test_cuda_family_needs_a_gpu(tiny):
+    import torch
+    from pynx_dlgap.pynx_backend import CUDAUnavailable
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the CUDA family is tested in test_cuda_family.py")
+    with pytest.raises(CUDAUnavailable, match="GPU"):
+        DLInpaint(model=tiny, family="cuda")

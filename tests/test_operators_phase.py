@@ -104,3 +104,23 @@ def test_opencl_matches_cpu(tiny, data, pynx_opencl):
     cpu = DLPhaseInit(model=tiny, family="cpu") * _cdi(pc, I, m)
     assert _ncc(dev_obj, cpu.get_obj(shift=True)) > 1 - 1e-5  # the device holds the new start
     np.testing.assert_array_equal(dev_sup, cpu.get_support(shift=True).astype(bool))
+
+
+@pytest.mark.parametrize("estimated", [False, True])
+def test_device_start_matches_host_start(tiny, data, estimated):
+    """The CUDA op's device step (_start_tensor), run here on a CPU tensor standing for the
+    torch view of cdi._cu_iobs, gives the object and support the CPU op stores."""
+    I, m, _ = data
+    pc = import_pynx_cdi("cpu")
+    stored = np.fft.fftshift(I).copy()
+    ms = np.fft.fftshift(m)
+    stored[ms] = -(stored[ms] + 1) * 1e19 if estimated else -1.05e38
+    op = DLPhaseInit(model=tiny, family="cpu")
+    obj_h, sup_h = op._start(pc.CDI(stored.copy()))
+    obj_t, sup_t = op._start_tensor(torch.from_numpy(stored.copy()), stored)
+    got = np.fft.ifftshift(obj_t.numpy())  # stored -> centred (even shape)
+    scale = np.abs(obj_h).max()
+    np.testing.assert_allclose(got, obj_h, rtol=0, atol=2e-5 * scale)
+    mism = np.count_nonzero(np.fft.ifftshift(sup_t.numpy()) != sup_h)
+    assert mism <= max(2, sup_h.size // 5000)  # voxels at the threshold may flip with rounding
+    assert sup_h.sum() > 0

@@ -81,8 +81,8 @@ def _make_cdi(pynx_cdi, iobs, mask, estimate=None):
 
 def phase_pattern(iobs, mask=None, *, seed: int = 0, obj0=None, support0=None,
                   estimate=None, chain: dict | None = None, llk_every: int = 20,
-                  keep_cdi: bool = False) -> PhasingResult:
-    """Reconstruct a pattern with PyNX's CPU backend and the harness chain.
+                  keep_cdi: bool = False, backend: str = "cpu") -> PhasingResult:
+    """Reconstruct a pattern with PyNX (CPU operators by default) and the harness chain.
 
     Parameters
     ----------
@@ -94,10 +94,15 @@ def phase_pattern(iobs, mask=None, *, seed: int = 0, obj0=None, support0=None,
     estimate : optional bool array: pixels whose value is an estimate (PyNX's
         loose constraint, 0.5x-1.2x) rather than a measurement
     chain : overrides of :data:`CHAIN_DEFAULT`
+    backend : PyNX operator family, ``'cpu'`` (default), ``'opencl'`` or ``'cuda'``
+        (same operators and chain; benchmarks/pipeline.py times it on a GPU)
     """
     iobs, mask = check_pattern(iobs, mask, allow_full_mask=False)
     c = dict(CHAIN_DEFAULT, **(chain or {}))
-    pc = import_pynx_cdi("cpu")
+    if backend == "cuda":
+        from ..pynx_backend import init_pynx_cuda
+        init_pynx_cuda()
+    pc = import_pynx_cdi(backend)
     t0 = time.perf_counter()
     np.random.seed(seed)
     cdi = _make_cdi(pc, iobs, mask, estimate)

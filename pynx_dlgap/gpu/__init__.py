@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["kernel_source", "KERNEL_DIR", "OpenCLKernels", "cuda_module", "write_iobs_reference",
+__all__ = ["kernel_source", "KERNEL_DIR", "OpenCLKernels", "cuda_module", "torch_view", "write_iobs_reference",
            "phasor_amplitude_reference", "gather_patches_reference", "scatter_blend_reference",
            "blend_write_iobs_reference"]
 
@@ -212,3 +212,37 @@ def cuda_module():
         raise RuntimeError("the CUDA kernels are compiled at run time with CuPy (pip install cupy-cuda12x "
                            "or cupy-cuda13x on a machine with an NVIDIA GPU)") from e
     return cupy.RawModule(code=kernel_source("cuda"), options=("-std=c++17",))
+
+
+class _CudaArrayInterface:
+    """Holds a ``__cuda_array_interface__`` dict and the array that owns the memory
+    (torch keeps this object alive as long as the tensor, hence the owner too)."""
+
+    def __init__(self, cai: dict, owner):
+        self.__cuda_array_interface__ = cai
+        self.owner = owner
+
+
+def torch_view(arr):
+    """A torch CUDA tensor on the **same device memory** as ``arr`` (no copy).
+
+    ``arr``: a pycuda ``GPUArray`` (PyNX's ``cdi._cu_iobs``, ``_cu_obj``, ``_cu_support``...),
+    a CuPy array, or anything with ``__cuda_array_interface__`` (version 2 or 3). Complex
+    arrays are viewed through a float pair and :func:`torch.view_as_complex`, so every
+    dtype torch knows works. Writes through the tensor change ``arr``. The memory must
+    belong to the CUDA context torch uses (the device's primary context: PyNX's CUDA
+    operators get it through :func:`pynx_dlgap.pynx_backend.init_pynx_cuda`). Check with
+    ``t.data_ptr() == int(arr.gpudata)`` (pycuda).
+    """
+    import torch
+    cai = dict(arr.__cuda_array_interface__)
+    typestr = cai["typestr"]
+    cplx = typestr[1] == "c"
+    if cplx:
+        half = int(typestr[2:]) // 2
+        strides = cai.get("strides")
+        cai.update(shape=tuple(cai["shape"]) + (2,), typestr=f"{typestr[0]}f{half}",
+                   strides=None if strides is None else tuple(strides) + (half,))
+    cai["stream"] = None  # we synchronise explicitly around the hand-over
+    t = torch.as_tensor(_CudaArrayInterface(cai, arr), device="cuda")
+    return torch.view_as_complex(t) if cplx else t

@@ -20,7 +20,18 @@ built; ``import pynx_dlgap.operators`` works without it):
 * ``'opencl'``: subclass of ``pynx.cdi.cl_operator.CLOperatorCDI`` (the OpenCL
   device is set with :func:`pynx_dlgap.pynx_backend.init_pynx_opencl` when PyNX
   has none yet: PyNX never picks PoCL itself);
-* ``'cuda'``: not implemented yet (``NotImplementedError``).
+* ``'cuda'``: subclass of ``pynx.cdi.cu_operator.CUOperatorCDI`` (needs pycuda, a
+  GPU and torch's CUDA build). Built after
+  :func:`pynx_dlgap.pynx_backend.init_pynx_cuda`, so PyNX and torch share the
+  device's primary CUDA context; the op then works **on the device**: PyNX's
+  ``cdi._cu_iobs`` is handed to torch without a copy
+  (:func:`pynx_dlgap.gpu.torch_view`, same device pointer), decoded, centred,
+  cut into patches, run through the model, blended and written back into that
+  same memory (see :func:`_DLInpaintCore._fill_tensor`). The patch plan comes
+  from the host ``cdi.iobs`` (PyNX keeps it on the host anyway), and afterwards
+  the host ``cdi.iobs`` is refreshed from the device, as PyNX's own CUDA
+  ``InterpIobsMask`` does. If PyNX already had a context of its own, the op
+  copies through the host instead (``dl_inpaint_info['zero_copy']`` is False).
 
 :func:`DLInpaint` returns an instance of the family PyNX selected at import
 (the module of ``pynx.cdi.ER``), or of ``family=``.
@@ -49,7 +60,7 @@ written as:
   estimate on the OpenCL/CUDA operators). Note: PyNX 2025.1's **CPU** operators
   treat estimated pixels as masked (no constraint at all).
 
-Write-back keeps PyNX coherent: the CPU op uses ``cdi.set_iobs`` (pulls the
+Write-back keeps PyNX coherent (the CUDA op: above): the CPU op uses ``cdi.set_iobs`` (pulls the
 object from a GPU if it is newer, bumps the host timestamp); the OpenCL op,
 whose data is on the device after ``prepare_data``, writes the host ``iobs`` and
 uploads it to ``cdi._cl_iobs`` (as PyNX's ``InterpIobsMask`` does), without
@@ -97,7 +108,7 @@ class _DLInpaintCore:
 
     family = None
 
-    def _setup(self, model, weights, mode, mask, overlap, batch_size, progress, check=False):
+    def _setup(self, model, weights, mode, mask, overlap, batch_size, progress, check=False, bf16=False):
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         if model is not None and weights is not None:
@@ -110,6 +121,7 @@ class _DLInpaintCore:
         self.batch_size = int(batch_size)
         self.progress = bool(progress)
         self.check = bool(check)
+        self.bf16 = bool(bf16)
         self.weights_sha256 = None
         self.weights = None
         if model is None:
@@ -152,18 +164,108 @@ class _DLInpaintCore:
         I_c = np.fft.fftshift(inten)
         m_c = np.fft.fftshift(to_fill)
         filled, inf = inpaint(I_c, m_c, model=self.model, overlap=self.overlap, batch_size=self.batch_size,
-                              progress=self.progress, return_info=True, check=self.check)
+                              progress=self.progress, return_info=True, check=self.check, bf16=self.bf16)
         fill = np.fft.ifftshift(filled)[to_fill].astype(np.float32)
         new = np.array(stored, dtype=np.float32, copy=True)
         if self.mode == "observed":
             new[to_fill] = fill
         else:
             new[to_fill] = -(fill + np.float32(1)) * np.float32(1e19)
-        info.update(voxels_filled=n, patches=inf.get("n_patches"), batches=inf.get("n_batches"),
+        info.update(bf16=self.bf16, voxels_filled=n, patches=inf.get("n_patches"), batches=inf.get("n_batches"),
                     layout=inf.get("layout"), device=inf.get("device"), fill=inf.get("method", "dl"),
                     check=inf.get("check"), seconds=time.perf_counter() - t0)
         self._info = info
         return new
+
+    def _fill_tensor(self, s, stored):
+        """Fill the stored (fft-shifted) iobs tensor ``s`` **in place** on its device.
+
+        ``stored``: the same values on the host (``cdi.iobs``), for the mask, the
+        checks, the patch plan and the self-check. Same values as :meth:`_new_iobs`
+        (to float rounding: the tests compare them on the CPU). Returns the info dict,
+        or None when there is nothing to fill.
+        """
+        import torch
+        from ..inpaint.infer import _checked_plan
+        from ..inpaint.torch_ops import blend_patches
+        t0 = time.perf_counter()
+        stored = np.asarray(stored)
+        if tuple(s.shape) != stored.shape:
+            raise ValueError(f"device iobs {tuple(s.shape)} and host iobs {stored.shape} differ")
+        inten, to_fill = decode_iobs(stored)
+        n_estimated = int(np.count_nonzero((stored > MASKED_MAX) & (stored <= ESTIMATE_MAX)))
+        if self.mask is not None:
+            if self.mask.shape != stored.shape:
+                from .._checks import PatternError
+                raise PatternError(f"mask= has shape {self.mask.shape} but cdi.iobs has {stored.shape}")
+            to_fill = np.fft.ifftshift(self.mask)
+            inten[to_fill] = 0
+        n = int(np.count_nonzero(to_fill))
+        info = dict(operator="DLInpaint", family=self.family, mode=self.mode, voxels_filled=0,
+                    voxels_estimated_before=n_estimated, explicit_mask=self.mask is not None,
+                    weights=self.weights, weights_sha256=self.weights_sha256, device=str(s.device))
+        if n == 0:
+            warnings.warn("DLInpaint: cdi.iobs has no masked or estimated pixel; nothing to inpaint (no-op)",
+                          stacklevel=3)
+            info["seconds"] = time.perf_counter() - t0
+            return None, info
+        from .._checks import check_pattern
+        I_c, m_c = check_pattern(np.fft.fftshift(inten), np.fft.fftshift(to_fill))
+        dev = s.device
+        fill_t = torch.from_numpy(np.ascontiguousarray(to_fill)).to(dev)
+        method, checked = "dl", None
+        if self.check:
+            from ..inpaint.selfcheck import self_check
+            checked = self_check(I_c, m_c, self.model, overlap=self.overlap, batch_size=self.batch_size, device=dev,
+                                 bf16=self.bf16)
+            print(checked.summary())
+            method = checked.choice
+        if method == "dl":
+            P, plan, layout, rest, _, bs = _checked_plan(I_c, m_c, self.model, self.overlap, None, None,
+                                                         self.batch_size)
+            # decode on the device: observed as is, free pixels -(I+1) -> I, masked/estimated/to fill -> 0
+            sf = s.float()
+            inten_t = torch.where(sf >= 0, sf, torch.where(sf > ESTIMATE_MAX, -sf - 1, torch.zeros_like(sf)))
+            inten_t = torch.where(fill_t, torch.zeros_like(inten_t), inten_t)
+            I_t = torch.fft.fftshift(inten_t)  # numpy's fftshift, any parity
+            m_t = torch.fft.fftshift(fill_t)
+            rest_t = torch.from_numpy(np.ascontiguousarray(rest)).to(dev)
+            dl_t = m_t & ~rest_t  # the gap planes: the model; other masked voxels: log-linear (inpaint's default)
+            values = torch.zeros(I_t.shape, dtype=torch.float32, device=dev)
+            t_model = 0.0
+            if len(plan):
+                was_training = self.model.training
+                self.model.to(dev).eval()
+                try:
+                    from tqdm import tqdm
+                    bar = tqdm(total=len(plan), desc="inpaint", unit="patch", disable=not self.progress)
+                    est, covered, t_model = blend_patches(I_t, m_t, plan, self.model, batch_size=bs, bar=bar,
+                                                          bf16=self.bf16)
+                    bar.close()
+                finally:
+                    self.model.train(was_training)
+                if bool((dl_t & ~covered).any()):  # cannot happen by construction of the plan
+                    raise RuntimeError("some masked voxels got no prediction (plan bug)")
+                values = torch.where(dl_t, est, values)
+            if bool(rest_t.any()):
+                from ..inpaint.torch_ops import fill_loglinear_torch
+                values = torch.where(rest_t, fill_loglinear_torch(I_t[None], m_t[None])[0], values)
+            values = torch.fft.ifftshift(values)
+            info.update(patches=len(plan), batches=-(-len(plan) // bs), layout=str(layout), seconds_model=t_model)
+        else:
+            from ..inpaint.baselines import fill_loglinear
+            values = torch.from_numpy(np.ascontiguousarray(np.fft.ifftshift(fill_loglinear(I_c, m_c)))).to(dev)
+            info.update(patches=0, batches=0)
+        if self.mode == "observed":
+            new = values
+        else:
+            new = -(values + 1) * np.float32(1e19)
+        s.copy_(torch.where(fill_t, new.to(s.dtype), s))
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        info.update(bf16=self.bf16, voxels_filled=n, fill=method, check=None if checked is None else checked.to_dict(),
+                    seconds=time.perf_counter() - t0)
+        return s, info
 
     @staticmethod
     def _bookkeeping(cdi):
@@ -183,9 +285,9 @@ def _make_cpu_class():
         family = "cpu"
 
         def __init__(self, model=None, weights=None, mode="observed", mask=None, overlap=None,
-                     batch_size=32, progress=False, check=False):
+                     batch_size=32, progress=False, check=False, bf16=False):
             CPUOperatorCDI.__init__(self)
-            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check)
+            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16)
 
         def op(self, cdi):
             new = self._new_iobs(cdi)
@@ -209,9 +311,9 @@ def _make_opencl_class():
         family = "opencl"
 
         def __init__(self, model=None, weights=None, mode="observed", mask=None, overlap=None,
-                     batch_size=32, progress=False, check=False, processing_unit=None):
+                     batch_size=32, progress=False, check=False, bf16=False, processing_unit=None):
             CLOperatorCDI.__init__(self, processing_unit=processing_unit)
-            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check)
+            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16)
 
         def op(self, cdi):
             # prepare_data has put obj/support/iobs on the device; host iobs is authoritative
@@ -230,22 +332,63 @@ def _make_opencl_class():
     return DLInpaintCL
 
 
+def _make_cuda_class():
+    from pynx.cdi.cu_operator import CUOperatorCDI
+
+    class DLInpaintCUDA(_DLInpaintCore, CUOperatorCDI):
+        """DLInpaint on PyNX's CUDA family, on the device (see :mod:`pynx_dlgap.operators.inpaint`)."""
+
+        family = "cuda"
+
+        def __init__(self, model=None, weights=None, mode="observed", mask=None, overlap=None,
+                     batch_size=32, progress=False, check=False, bf16=False, processing_unit=None):
+            from ..pynx_backend import init_pynx_cuda
+            self.shared_context = init_pynx_cuda()  # before PyNX makes a context of its own
+            CUOperatorCDI.__init__(self, processing_unit=processing_unit)
+            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16)
+
+        def op(self, cdi):
+            import torch
+            from ..gpu import torch_view
+            self.processing_unit.cu_ctx.synchronize()  # PyNX's kernels are done with iobs
+            arr = cdi._cu_iobs
+            if self.shared_context:
+                s = torch_view(arr)
+                zero_copy = s.data_ptr() == int(arr.gpudata)
+            else:
+                s, zero_copy = torch.from_numpy(arr.get()).cuda(), False
+            out, info = self._fill_tensor(s, cdi.iobs)
+            if out is None:
+                cdi.dl_inpaint_info = info
+                return cdi
+            if not zero_copy:
+                arr.set(out.cpu().numpy())
+            cdi.iobs = arr.get()  # host mirror, as PyNX's CUDA InterpIobsMask
+            self._bookkeeping(cdi)
+            info.update(zero_copy=bool(zero_copy), device_pointer=int(arr.gpudata),
+                        torch_pointer=int(s.data_ptr()))
+            cdi.dl_inpaint_info = info
+            return cdi
+
+    return DLInpaintCUDA
+
+
 def pynx_family() -> str | None:
     """The operator family PyNX selected at import ('cpu', 'opencl', 'cuda')."""
     from ..pynx_backend import _family_of, import_pynx
     return _family_of(import_pynx())
 
 
-def operator_class(name: str, family, cache: dict, make_cpu, make_opencl):
+def operator_class(name: str, family, cache: dict, make_cpu, make_opencl, make_cuda):
     """The class of operator ``name`` for a PyNX family (default: PyNX's own choice), built once.
 
-    ``make_cpu`` / ``make_opencl`` build the class of each family (they import PyNX's
-    family module); ``cache`` keeps the built classes.
+    ``make_cpu`` / ``make_opencl`` / ``make_cuda`` build the class of each family (they
+    import PyNX's family module); ``cache`` keeps the built classes.
 
     :raises PyNXUnavailable: PyNX (or that family's module) cannot be imported.
-    :raises NotImplementedError: ``'cuda'`` (needs pycuda; not written yet).
+    :raises CUDAUnavailable: ``'cuda'`` without pycuda, a GPU or torch's CUDA build.
     """
-    from ..pynx_backend import PyNXUnavailable, import_pynx
+    from ..pynx_backend import _FAMILY_MODULE, PyNXUnavailable, import_pynx
     if family is None:
         family = pynx_family()
         if family is None:
@@ -254,22 +397,25 @@ def operator_class(name: str, family, cache: dict, make_cpu, make_opencl):
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES} or None, got {family!r}")
     if family == "cuda":
-        raise NotImplementedError(f"{name} has no CUDA-family operator yet (it needs pycuda and a GPU); "
-                                  "use family='opencl' or family='cpu' (PYNX_PU=opencl|cpu)")
+        import torch
+        from ..pynx_backend import CUDAUnavailable
+        if not torch.cuda.is_available():
+            raise CUDAUnavailable(f"{name}: the CUDA family needs a GPU that torch can use (this torch "
+                                  f"{torch.__version__} sees none); use family='opencl' or 'cpu' (PYNX_PU=opencl|cpu)")
     if family not in cache:
-        import_pynx(module="pynx.cdi.cpu_operator" if family == "cpu" else "pynx.cdi.cl_operator")
-        cache[family] = make_cpu() if family == "cpu" else make_opencl()
+        import_pynx(module=_FAMILY_MODULE[family])
+        cache[family] = {"cpu": make_cpu, "opencl": make_opencl, "cuda": make_cuda}[family]()
     return cache[family]
 
 
 def dlinpaint_class(family: str | None = None):
     """The ``DLInpaint`` operator class of a PyNX family (default: PyNX's own choice);
     see :func:`operator_class`."""
-    return operator_class("DLInpaint", family, _CLASSES, _make_cpu_class, _make_opencl_class)
+    return operator_class("DLInpaint", family, _CLASSES, _make_cpu_class, _make_opencl_class, _make_cuda_class)
 
 
 def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overlap=None, batch_size: int = 32,
-              *, family: str | None = None, progress: bool = False, check: bool = False):
+              *, family: str | None = None, progress: bool = False, check: bool = False, bf16: bool = False):
     """A PyNX operator filling the masked voxels of ``cdi.iobs`` with the DL inpainting model.
 
     ``cdi = DLInpaint(...) * cdi``; composable: ``cdi = ER**50 * DLInpaint() * cdi``.
@@ -286,11 +432,14 @@ def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overl
     :param check: run the self-check first (:mod:`pynx_dlgap.inpaint.selfcheck`) and write
         the log-linear fill instead where it beats the model on this pattern's held-back
         copies of the gap; the outcome is in ``cdi.dl_inpaint_info['check']``.
-    :param family: ``'cpu'`` / ``'opencl'`` to force a family; default the family of
-        ``pynx.cdi.ER``. ``'cuda'`` raises ``NotImplementedError``.
+    :param bf16: bfloat16 autocast for the model calls (faster on CPUs with bf16 support and
+        on GPUs; ``benchmarks/inpaint_speed.py`` measures its gap errors against fp32).
+    :param family: ``'cpu'`` / ``'opencl'`` / ``'cuda'`` to force a family; default the family
+        of ``pynx.cdi.ER``.
     :raises PyNXUnavailable: PyNX missing (with the install hint).
     :raises WeightsError: weights missing/corrupted (checked here, before any work).
     :raises OpenCLUnavailable: OpenCL family and no OpenCL device.
+    :raises CUDAUnavailable: CUDA family without pycuda, a GPU or torch's CUDA build.
     A ``PatternError`` from ``inpaint`` (gap too wide, ...) passes through when applied.
     """
     cls = dlinpaint_class(family)
@@ -298,4 +447,4 @@ def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overl
         from ..pynx_backend import init_pynx_opencl
         init_pynx_opencl()  # keeps a device already set; else a GPU, else PoCL
     return cls(model=model, weights=weights, mode=mode, mask=mask, overlap=overlap, batch_size=batch_size,
-               progress=progress, check=check)
+               progress=progress, check=check, bf16=bf16)

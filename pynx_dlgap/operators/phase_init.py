@@ -8,7 +8,7 @@ Usage::
     cdi = ER**100 * RAAR**300 * DLPhaseInit() * cdi
     cdi = ER**50 * DLPhaseInit() * DLInpaint() * cdi
 
-What it does (families ``'cpu'`` and ``'opencl'``, as :mod:`.inpaint`):
+What it does (families ``'cpu'``, ``'opencl'`` and ``'cuda'``, as :mod:`.inpaint`):
 
 1. decodes the host ``cdi.iobs`` (fft-shifted; masked ``<= -1e38`` and free
    pixels are not measured; *estimated* values ``-(I+1)e19`` — e.g. from
@@ -23,7 +23,13 @@ What it does (families ``'cpu'`` and ``'opencl'``, as :mod:`.inpaint`):
    the CDI's support) or a centred array is given as ``support``.
 
 On the OpenCL family the new object/support are written to the host arrays and
-uploaded to the device (one documented host round trip). A summary is stored in
+uploaded to the device (one documented host round trip). On the CUDA family
+(after :func:`pynx_dlgap.pynx_backend.init_pynx_cuda`: PyNX and torch share the
+primary context) the model runs on the GPU and steps 1-4 run there too
+(:meth:`_DLPhaseInitCore._start_tensor`): PyNX's ``cdi._cu_iobs`` is read and
+``cdi._cu_obj`` / ``cdi._cu_support`` are written through torch views of the
+same device memory (:func:`pynx_dlgap.gpu.torch_view`), with no host copy;
+only the model's input box is cut from the host ``cdi.iobs``. A summary is stored in
 ``cdi.dl_phase_init_info``.
 
 Refine **without** PyNX's ``DetwinRAAR`` after this start: the DL start carries no
@@ -37,7 +43,7 @@ import time
 
 import numpy as np
 
-from .inpaint import decode_iobs, operator_class
+from .inpaint import ESTIMATE_MAX, decode_iobs, operator_class
 
 MASKED_MAX = -1e38  # PyNX: iobs <= -1e38 masked; -1e38 < iobs <= -1e19 estimated -(I+1)*1e19
 
@@ -100,6 +106,73 @@ class _DLPhaseInitCore:
         self._info = info
         return obj, sup
 
+    def _start_tensor(self, s, stored):
+        """(object, support) in PyNX's stored layout as tensors on ``s.device``.
+
+        ``s``: the stored iobs tensor (a view of ``cdi._cu_iobs`` on the CUDA family);
+        ``stored``: the same values on the host (unused: everything is read from ``s``;
+        only the model's input box is copied to the host, for :func:`phase_input`).
+        Same values as :meth:`_start` followed by PyNX's ``set_obj/set_support(shift=True)``
+        (float rounding; compared on the CPU by the tests). Support None: keep the CDI's.
+        """
+        import torch
+        from ..phase.predict import _model_shape, box_slices, gaussian_filter_torch, prediction_region, predict_on_box
+        t0 = time.perf_counter()
+        ndim = s.ndim
+        model_dims = int(self._model.config["kwargs"].get("dims", 3))
+        if model_dims != ndim:
+            raise ValueError(f"DLPhaseInit: a {model_dims}-D phase model cannot start a {ndim}-D CDI "
+                             f"(pass model=/weights= of a {ndim}-D model)")
+        dev = s.device
+        # decode on the device as _decode_for_phase: estimated pixels as their estimate
+        s32 = s.float()
+        masked = s32 <= MASKED_MAX
+        est = (s32 > MASKED_MAX) & (s32 <= ESTIMATE_MAX)
+        free = (s32 > ESTIMATE_MAX) & (s32 < 0)
+        zero = torch.zeros((), dtype=torch.float32, device=dev)
+        inten = torch.where(s32 >= 0, s32, torch.where(free, -s32 - 1, zero))
+        inten = torch.where(est, (-s.double() / 1e19 - 1).float(), inten).clamp_min(0)
+        I_c, m_c = torch.fft.fftshift(inten), torch.fft.fftshift(masked)
+        from .._checks import PatternError
+        if bool(m_c.all()):
+            raise PatternError("DLPhaseInit: every voxel of cdi.iobs is masked")
+        if not bool(torch.isfinite(s32).all()):
+            raise PatternError("DLPhaseInit: cdi.iobs holds NaN/inf values")
+        # the Bragg peak (bragg_peak: 1-px Gaussian, argmax) and the model's box, on the device
+        sm = gaussian_filter_torch(torch.where(m_c, zero, I_c), 1.0)
+        peak = tuple(int(v) for v in torch.unravel_index(torch.argmax(sm), sm.shape))
+        size = _model_shape(self._model, self._card, ndim)
+        start = prediction_region(tuple(I_c.shape), peak, size)
+        dst, src = box_slices(tuple(I_c.shape), start, size)
+        I_box = torch.zeros(size, dtype=torch.float32, device=dev)
+        m_box = torch.ones(size, dtype=torch.bool, device=dev)
+        I_box[src], m_box[src] = I_c[dst], m_c[dst]
+        # only the model's input box goes through the host (phase_input is numpy)
+        ph_box = predict_on_box(self._model, I_box.cpu().numpy(), m_box.cpu().numpy(), dev)
+        info = {"peak": list(peak), "region_start": list(start), "region_shape": list(size),
+                "seconds": time.perf_counter() - t0, "device": str(dev)}
+        phase = torch.full(I_c.shape, float("nan"), dtype=torch.float32, device=dev)
+        phase[dst] = ph_box[src]
+        known = torch.isfinite(phase) & ~m_c
+        amp = torch.where(known, torch.sqrt(I_c.double()), torch.zeros((), dtype=torch.float64, device=dev))
+        f = torch.polar(amp, torch.where(known, phase.double(), torch.zeros((), dtype=torch.float64, device=dev)))
+        obj = torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(f))).to(torch.complex64)
+        if self._support is None or self._support is True:
+            a = gaussian_filter_torch(obj.abs(), self._sigma)
+            sup = a > self._thr * a.max()
+        elif self._support is False:
+            sup = None
+        else:
+            sup = torch.as_tensor(np.asarray(self._support, bool), device=dev)
+            if tuple(sup.shape) != tuple(I_c.shape):
+                raise ValueError(f"support shape {tuple(sup.shape)} != pattern shape {tuple(I_c.shape)}")
+        info.update(seconds_total=time.perf_counter() - t0,
+                    support_points=None if sup is None else int(sup.sum()),
+                    weights_sha256=(self._card or {}).get("sha256"))
+        self._info = info
+        # PyNX's set_obj(..., shift=True) stores fftshift(centred)
+        return torch.fft.fftshift(obj), None if sup is None else torch.fft.fftshift(sup)
+
 
 def _make_cpu_class():
     from pynx.cdi.cpu_operator import CPUOperatorCDI, ScaleObj
@@ -161,10 +234,55 @@ def _make_opencl_class():
     return DLPhaseInitCL
 
 
+def _make_cuda_class():
+    import torch
+    from pynx.cdi.cu_operator import CUOperatorCDI, ScaleObj
+
+    class DLPhaseInitCUDA(_DLPhaseInitCore, CUOperatorCDI):
+        """DLPhaseInit on PyNX's CUDA family, on the device (see :mod:`pynx_dlgap.operators.phase_init`)."""
+
+        family = "cuda"
+
+        def __init__(self, model=None, weights=None, support=None, support_threshold=0.2, support_sigma=1.0,
+                     device="cuda", processing_unit=None):
+            from ..pynx_backend import init_pynx_cuda
+            self.shared_context = init_pynx_cuda()  # before PyNX makes a context of its own
+            CUOperatorCDI.__init__(self, processing_unit=processing_unit)
+            self._setup(model, weights, support, support_threshold, support_sigma, device)
+
+        def op(self, cdi):
+            from ..gpu import torch_view
+            self.processing_unit.cu_ctx.synchronize()
+            if self.shared_context:
+                s = torch_view(cdi._cu_iobs)
+                o, sp = torch_view(cdi._cu_obj), torch_view(cdi._cu_support)
+                zero_copy = (s.data_ptr() == int(cdi._cu_iobs.gpudata) and o.data_ptr() == int(cdi._cu_obj.gpudata)
+                             and sp.data_ptr() == int(cdi._cu_support.gpudata))
+            else:
+                s, zero_copy = torch.from_numpy(cdi._cu_iobs.get()).cuda(), False
+            obj, sup = self._start_tensor(s, cdi.iobs)
+            if zero_copy:
+                o.copy_(obj.reshape(o.shape))
+                if sup is not None:
+                    sp.copy_(sup.reshape(sp.shape).to(sp.dtype))
+                torch.cuda.synchronize(s.device)
+            else:
+                cdi._cu_obj.set(obj.cpu().numpy().reshape(cdi._cu_obj.shape))
+                if sup is not None:
+                    cdi._cu_support.set(sup.cpu().numpy().astype(np.int8).reshape(cdi._cu_support.shape))
+            cdi._is_in_object_space = True
+            self._info.update(zero_copy=bool(zero_copy), device=str(s.device))
+            cdi = ScaleObj(method="F") * cdi
+            cdi.dl_phase_init_info = self._info
+            return cdi
+
+    return DLPhaseInitCUDA
+
+
 def dlphaseinit_class(family: str | None = None):
     """The ``DLPhaseInit`` class of a PyNX operator family (default: PyNX's own choice);
     see :func:`pynx_dlgap.operators.inpaint.operator_class`."""
-    return operator_class("DLPhaseInit", family, _CLASSES, _make_cpu_class, _make_opencl_class)
+    return operator_class("DLPhaseInit", family, _CLASSES, _make_cpu_class, _make_opencl_class, _make_cuda_class)
 
 
 def DLPhaseInit(model=None, weights=None, support=None, support_threshold: float = 0.2, support_sigma: float = 1.0,
@@ -176,8 +294,9 @@ def DLPhaseInit(model=None, weights=None, support=None, support_threshold: float
     :param support: ``None``/``True``: support from the start object's modulus;
         ``False``: keep the CDI's support; an array (centred): use it.
     :param support_threshold, support_sigma: of that support (fraction of the max, px).
-    :param device: torch device of the prediction.
-    :param family: ``'cpu'`` / ``'opencl'``; default the family of ``pynx.cdi.ER``.
+    :param device: torch device of the prediction (the CUDA family always runs it on the GPU
+        that holds PyNX's arrays).
+    :param family: ``'cpu'`` / ``'opencl'`` / ``'cuda'``; default the family of ``pynx.cdi.ER``.
     :raises WeightsError: weights missing/corrupted (checked here, before any work).
     """
     cls = dlphaseinit_class(family)

@@ -35,7 +35,7 @@ import numpy as np
 from .._checks import check_pattern
 from .inputs import phase_input
 
-__all__ = ["predict_phase", "start_object", "support_from_object", "load_phase_model", "default_weights",
+__all__ = ["predict_phase", "predict_box", "predict_on_box", "box_slices", "gaussian_filter_torch", "start_object", "support_from_object", "load_phase_model", "default_weights",
            "bragg_peak", "prediction_region", "read_phase_card"]
 
 _WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -99,12 +99,14 @@ def _take(a, start, size, fill):
     return out
 
 
-def predict_phase(iobs, mask=None, model=None, weights=None, device: str = "cpu", return_info: bool = False):
-    """Reciprocal-space phase of a centred 2-D/3-D pattern (radians, the pattern's shape).
+def predict_box(iobs, mask=None, model=None, weights=None, device: str = "cpu"):
+    """The model's phase on its box around the Bragg peak, as a torch tensor on ``device``.
 
-    ``NaN`` outside the prediction region (see the module docstring). Never modifies
-    the inputs. ``model``: a loaded phase model (else ``weights``, else the shipped
-    weights). With ``return_info`` also returns a dict (region, peak, seconds, card).
+    Returns ``(phase_box, start, info)``: ``phase_box`` (radians, the model's input shape,
+    float32 tensor), ``start`` the box's first index in the pattern (it may run past the
+    array, see :func:`prediction_region`) and a dict (peak, region, seconds, device).
+    :func:`predict_phase` places it into a pattern-sized array; the CUDA-family
+    ``DLPhaseInit`` keeps it on the GPU.
     """
     import torch
     iobs, mask = check_pattern(iobs, mask, ndim=(2, 3), allow_full_mask=False)
@@ -119,26 +121,50 @@ def predict_phase(iobs, mask=None, model=None, weights=None, device: str = "cpu"
     t0 = time.perf_counter()
     peak = bragg_peak(iobs, mask)
     start = prediction_region(iobs.shape, peak, size)
-    I = _take(np.asarray(iobs, np.float32), start, size, 0.0)
-    m = _take(mask, start, size, True)
-    x = torch.from_numpy(phase_input(I, m))[None].to(device)
-    model = model.to(device).eval()
-    with torch.no_grad():
-        y = model(x)[0].float().cpu().numpy()
-    ph_box = np.arctan2(y[1], y[0]).astype(np.float32)
-    phase = np.full(iobs.shape, np.nan, np.float32)
-    src, dst = [], []
-    for s, n, N in zip(start, size, iobs.shape):
-        lo, hi = max(s, 0), min(s + n, N)
-        src.append(slice(lo - s, hi - s))
-        dst.append(slice(lo, hi))
-    phase[tuple(dst)] = ph_box[tuple(src)]
-    if not return_info:
-        return phase
+    ph_box = predict_on_box(model, _take(np.asarray(iobs, np.float32), start, size, 0.0),
+                            _take(mask, start, size, True), device)
     info = {"peak": list(peak), "region_start": list(start), "region_shape": list(size),
             "seconds": time.perf_counter() - t0, "device": str(device)}
     if card is not None:
         info["weights_sha256"] = card.get("sha256")
+    return ph_box, start, info
+
+
+def predict_on_box(model, I_box, m_box, device="cpu"):
+    """The model's phase (radians, float32 tensor on ``device``) of one box (numpy, the model's shape)."""
+    import torch
+    x = torch.from_numpy(phase_input(I_box, m_box))[None].to(device)
+    model = model.to(device).eval()
+    with torch.no_grad():
+        y = model(x)[0].float()
+    return torch.atan2(y[1], y[0])
+
+
+def box_slices(shape, start, size) -> tuple:
+    """``(pattern_slices, box_slices)``: where the prediction box overlaps the pattern."""
+    src, dst = [], []
+    for s, n, N in zip(start, size, shape):
+        lo, hi = max(s, 0), min(s + n, N)
+        src.append(slice(lo - s, hi - s))
+        dst.append(slice(lo, hi))
+    return tuple(dst), tuple(src)
+
+
+def predict_phase(iobs, mask=None, model=None, weights=None, device: str = "cpu", return_info: bool = False):
+    """Reciprocal-space phase of a centred 2-D/3-D pattern (radians, the pattern's shape).
+
+    ``NaN`` outside the prediction region (see the module docstring). Never modifies
+    the inputs. ``model``: a loaded phase model (else ``weights``, else the shipped
+    weights). With ``return_info`` also returns a dict (region, peak, seconds, card).
+    """
+    shape = np.shape(iobs)
+    ph_box, start, info = predict_box(iobs, mask, model, weights, device)
+    ph_box = ph_box.cpu().numpy().astype(np.float32)
+    phase = np.full(shape, np.nan, np.float32)
+    dst, src = box_slices(shape, start, ph_box.shape)
+    phase[dst] = ph_box[src]
+    if not return_info:
+        return phase
     return phase, info
 
 
@@ -164,6 +190,31 @@ def support_from_object(obj, threshold: float = 0.2, sigma: float = 1.0) -> np.n
     from scipy.ndimage import gaussian_filter
     a = gaussian_filter(np.abs(np.asarray(obj)).astype(np.float32), sigma)
     return a > threshold * a.max()
+
+
+def gaussian_filter_torch(a, sigma: float, truncate: float = 4.0):
+    """``scipy.ndimage.gaussian_filter(a, sigma)`` (mode ``'reflect'``) for a real torch tensor,
+    on its device: separable, radius ``int(truncate * sigma + 0.5)``, float64 weights."""
+    import torch
+    r = int(truncate * float(sigma) + 0.5)
+    if sigma <= 0 or r == 0:
+        return a.clone()
+    x = torch.arange(-r, r + 1, dtype=torch.float64)
+    w = torch.exp(-0.5 * (x / float(sigma)) ** 2)
+    w = (w / w.sum()).to(device=a.device)
+    out = a.double()
+    for ax in range(a.ndim):
+        n = a.shape[ax]
+        k = torch.arange(-r, n + r, device=a.device)
+        k = torch.where(k < 0, -k - 1, k)  # 'reflect': d c b a | a b c d | d c b a
+        k = torch.where(k >= n, 2 * n - 1 - k, k)
+        k = k.clamp(0, n - 1)  # axes shorter than the radius (scipy reflects repeatedly)
+        pad = out.index_select(ax, k)
+        acc = torch.zeros_like(out)
+        for j in range(2 * r + 1):
+            acc += w[j] * pad.narrow(ax, j, n)
+        out = acc
+    return out.to(a.dtype)
 
 
 def read_phase_card(weights=None, dims: int = 3) -> dict:

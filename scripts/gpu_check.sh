@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The GPU checks of pynx-dlgap, in one run on a machine with an NVIDIA GPU, the CUDA
+# toolkit (nvcc, headers), a CUDA build of torch and CuPy (the lent H100/H200 image):
+#
+#   1. builds what PyNX's CUDA family needs and such an image lacks, into a private
+#      prefix (nothing is installed system-wide): pycuda from its sdist and pyvkfft's
+#      CUDA backend from its source tree (both compiled there, in parallel), plus
+#      pure/binary wheels (pytools, mako, platformdirs, siphash24, fabio, silx) and PyNX
+#      2025.1 as `make setup` installs it;
+#   2. runs the GPU tests (tests/test_cuda_family.py: zero copy between PyNX's GPUArrays
+#      and torch, CUDA-family DLInpaint/DLPhaseInit against the CPU family; and the CuPy
+#      run of the CUDA kernels in tests/test_kernels.py);
+#   3. runs benchmarks/pipeline.py --pynx cuda (inpaint, DL start, PyNX chain, all on the
+#      GPU) and benchmarks/inpaint_speed.py on the GPU.
+#
+# Usage: scripts/gpu_check.sh SRC WHEELS OUT [STEPS]
+#   SRC    folder with pycuda-*.tar.gz, pyvkfft/ (source tree) and pynx_pkg/ (PyNX's package
+#          folder, e.g. .venv/lib/python3.11/site-packages/pynx: pure Python)
+#   WHEELS folder of wheels for the machine's Python (see `pip download --python-version`)
+#   OUT    folder for logs and results
+#   STEPS  any of build,tests,pipeline,speed (default all)
+set -u
+SRC=$(readlink -f "${1:?SRC}"); WHL=$(readlink -f "${2:?WHEELS}"); OUT=$(readlink -f "${3:?OUT}")
+STEPS=${4:-build,tests,pipeline,speed}
+PY=${PYTHON:-python3}
+SITE=${DLGAP_GPU_SITE:-/tmp/dlgap-gpu-site}
+B=/tmp/dlgap-gpu-build
+mkdir -p "$SITE" "$B" "$OUT"
+export PYTHONUNBUFFERED=1 PYNX_PU=cuda
+log() { echo "== $(date +%T) $*"; }
+CUDA_ROOT=$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")
+export CUDA_HOME=$CUDA_ROOT LIBRARY_PATH=$CUDA_ROOT/lib64/stubs:${LIBRARY_PATH:-}
+log "$(nvidia-smi -L 2>&1 | head -1); CUDA root $CUDA_ROOT; $($PY -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)')"
+
+if [[ $STEPS == *build* ]]; then
+    log "build: pycuda + pyvkfft (CUDA) in parallel"
+    $PY -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$WHL"/*.whl || exit 1
+    rm -rf "$SITE/pynx" && cp -r "$SRC/pynx_pkg" "$SITE/pynx"
+    ( cd "$B" && rm -rf pycuda-* && tar xzf "$SRC"/pycuda-*.tar.gz && cd pycuda-* \
+      && $PY configure.py --cuda-root="$CUDA_ROOT" && timeout 300 $PY setup.py build_ext --inplace -j 16 \
+      && cp -r pycuda "$SITE/" ) > "$OUT/build_pycuda.log" 2>&1 &
+    P1=$!
+    ( rm -rf "$B/pyvkfft" && cp -r "$SRC/pyvkfft" "$B/pyvkfft" && cd "$B/pyvkfft" \
+      && VKFFT_BACKEND=cuda timeout 300 $PY setup.py build_ext --inplace && cp -r pyvkfft "$SITE/" ) > "$OUT/build_pyvkfft.log" 2>&1 &
+    P2=$!
+    wait $P1; r1=$?; wait $P2; r2=$?
+    log "build: pycuda rc=$r1, pyvkfft rc=$r2"
+    [[ $r1 == 0 ]] || tail -30 "$OUT/build_pycuda.log"
+    [[ $r2 == 0 ]] || tail -30 "$OUT/build_pyvkfft.log"
+    cp "$SITE"/pycuda/*.so "$SITE"/pyvkfft/*.so "$OUT/" 2>/dev/null
+fi
+export PYTHONPATH=$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}
+$PY - <<'EOF' 2>&1 | tee "$OUT/versions.txt"
+import pycuda.driver as d; d.init(); print("pycuda", __import__("pycuda").VERSION, d.Device(0).name())
+from pyvkfft.cuda import VkFFTApp; print("pyvkfft.cuda imports")
+import pynx.processing_unit as pu; print("PyNX", getattr(__import__("pynx"), "__version__", "?"), "has_cuda", pu.has_cuda,
+                                     "vkfft_cuda", getattr(pu, "has_vkfft_cuda", "?"))
+EOF
+
+if [[ $STEPS == *tests* ]]; then
+    log "tests"
+    timeout 200 $PY -m pytest -q -p no:cacheprovider -o addopts="" tests/test_cuda_family.py tests/test_kernels.py -k "cuda" \
+        2>&1 | tail -25 | tee "$OUT/gpu_tests.txt"
+fi
+if [[ $STEPS == *pipeline* ]]; then
+    log "pipeline (all on the GPU)"
+    timeout 200 $PY benchmarks/pipeline.py --pynx cuda --repeat 2 2>&1 | grep -v Warning | tee "$OUT/pipeline_gpu.txt"
+fi
+if [[ $STEPS == *speed* ]]; then
+    log "inpaint speed on the GPU"
+    timeout 150 $PY benchmarks/inpaint_speed.py --device cuda --ref-limit 3000 2>&1 | tee "$OUT/inpaint_speed_gpu.txt"
+fi
+log "done"

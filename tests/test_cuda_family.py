@@ -1,0 +1,122 @@
+"""The CUDA family of DLInpaint / DLPhaseInit on a GPU, with real PyNX (pycuda + pyvkfft).
+
+Skipped where torch sees no GPU or pycuda is missing (CI has neither); run on a GPU
+machine with ``scripts/gpu_check.sh``. Checks: PyNX's ``GPUArray`` and the torch tensor
+share one device pointer (zero copy, both directions), and the operators give the CPU
+family's results (the untrained tiny inpainting model equals its log-linear prefill:
+an independent numpy reference).
+"""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    pytest.skip("torch sees no CUDA GPU", allow_module_level=True)
+pytest.importorskip("pycuda.driver", reason="pycuda is not installed")
+pytest.importorskip("pynx.cdi.cu_operator", reason="PyNX's CUDA family cannot be imported")
+
+from conftest import TINY_INPAINT  # noqa: E402
+from pynx_dlgap.evaluate.phasing import import_pynx_cdi  # noqa: E402
+from pynx_dlgap.gpu import torch_view  # noqa: E402
+from pynx_dlgap.inpaint.baselines import fill_loglinear  # noqa: E402
+from pynx_dlgap.models import build_model  # noqa: E402
+from pynx_dlgap.operators import DLInpaint, DLPhaseInit  # noqa: E402
+from pynx_dlgap.pynx_backend import init_pynx_cuda  # noqa: E402
+from pynx_dlgap.simulate import simulate_2d, simulate_3d  # noqa: E402
+from pynx_dlgap.simulate.gaps import cross  # noqa: E402
+
+pytestmark = [pytest.mark.pynx, pytest.mark.gpu]
+
+
+@pytest.fixture(scope="module")
+def shared():
+    return init_pynx_cuda()
+
+
+def _cdi(pc, I, m):
+    return pc.CDI(np.fft.fftshift(I).copy(), mask=np.fft.fftshift(m).astype(np.int8))
+
+
+def test_pynx_and_torch_share_the_primary_context(shared):
+    assert shared
+    pu = import_pynx_cdi("cuda")  # noqa: F841 (PyNX's CUDA family imports)
+    import pycuda.driver as cu_drv
+    from pynx.cdi.cu_operator import default_processing_unit as pu
+    assert int(pu.cu_ctx.handle) == int(cu_drv.Device(torch.cuda.current_device()).retain_primary_context().handle)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.complex64, np.int8])
+def test_torch_view_is_zero_copy_both_ways(shared, dtype):
+    import pycuda.gpuarray as cua
+    rng = np.random.default_rng()
+    a0 = (rng.normal(size=(5, 6, 7)) * 10).astype(dtype)
+    if np.iscomplexobj(a0):
+        a0 = a0 + 1j * rng.normal(size=a0.shape).astype(np.float32)
+    a = cua.to_gpu(a0)
+    t = torch_view(a)
+    assert t.data_ptr() == int(a.gpudata) and tuple(t.shape) == a0.shape
+    np.testing.assert_array_equal(t.cpu().numpy(), a0)
+    t.add_(t.new_ones(()) if dtype == np.int8 else 1)  # torch writes, pycuda reads
+    torch.cuda.synchronize()
+    np.testing.assert_array_equal(a.get(), a0 + 1)
+    a.fill(3)  # pycuda writes, torch reads
+    import pycuda.driver as cu_drv
+    cu_drv.Context.synchronize()
+    assert bool((t == 3).all())
+
+
+def test_cuda_dlinpaint_on_device_matches_loglinear_and_cpu(shared):
+    torch.manual_seed(0)
+    tiny = build_model(TINY_INPAINT)
+    shape = (64, 64, 64)
+    seed = int(np.random.default_rng().integers(1_000_000))
+    I = np.asarray(simulate_3d(seed, shape, "measured", floor=0.0, diffuse=0.0)["intensity"], np.float32)
+    m = cross(6, 28, 36).mask(shape)
+    pcu, pc = import_pynx_cdi("cuda"), import_pynx_cdi("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        op = DLInpaint(model=tiny, family="cuda")
+        assert op.family == "cuda" and op.shared_context
+        cdi = op * _cdi(pc, I, m)
+        info = cdi.dl_inpaint_info
+        dev_iobs = cdi._cu_iobs.get()
+        cdi = pcu.ER() ** 5 * cdi
+        assert np.all(np.isfinite(cdi.get_obj()))
+    assert info["zero_copy"] and info["device_pointer"] == info["torch_pointer"]
+    assert info["device"].startswith("cuda") and info["voxels_filled"] == int(m.sum())
+    np.testing.assert_array_equal(dev_iobs, cdi.iobs)  # the host mirror
+    got = cdi.get_iobs(shift=True)
+    np.testing.assert_array_equal(got[~m], I[~m])
+    ref = fill_loglinear(I, m)
+    np.testing.assert_allclose(np.log1p(got[m].astype(np.float64)), np.log1p(ref[m].astype(np.float64)), atol=2e-3)
+    cpu = DLInpaint(model=tiny, family="cpu") * _cdi(pc, I, m)
+    np.testing.assert_allclose(np.log1p(got[m].astype(np.float64)),
+                               np.log1p(cpu.get_iobs(shift=True)[m].astype(np.float64)), atol=2e-3)
+
+
+def test_cuda_dlphaseinit_on_device_matches_cpu(shared):
+    from test_phase import TINY_PHASE2
+    torch.manual_seed(0)
+    tiny = build_model(TINY_PHASE2)
+    shape = (128, 128)
+    seed = int(np.random.default_rng().integers(1_000_000))
+    d = simulate_2d(seed, shape, "measured", floor=0.0, diffuse=0.0, gaps="none", crop_shift=[0, 0], phase_range=6.0)
+    I = np.asarray(d["intensity"], np.float32)
+    m = cross(3, 40, 90).mask(shape)
+    pcu, pc = import_pynx_cdi("cuda"), import_pynx_cdi("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cdi = DLPhaseInit(model=tiny, family="cuda") * _cdi(pc, I, m)
+        info = cdi.dl_phase_init_info
+        obj = cdi.get_obj(shift=True)
+        sup = cdi.get_support(shift=True).astype(bool)
+        cdi = pcu.ER() ** 5 * cdi
+        assert np.all(np.isfinite(cdi.get_obj()))
+    assert info["zero_copy"] and info["device"].startswith("cuda")
+    cpu = DLPhaseInit(model=tiny, family="cpu") * _cdi(pc, I, m)
+    ref = cpu.get_obj(shift=True)
+    ncc = abs(np.vdot(obj, ref)) / np.linalg.norm(obj) / np.linalg.norm(ref)
+    assert ncc > 1 - 1e-4
+    assert np.count_nonzero(sup != cpu.get_support(shift=True).astype(bool)) <= max(2, sup.size // 2000)
