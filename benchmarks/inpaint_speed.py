@@ -113,6 +113,8 @@ def main(argv=None):
     ap.add_argument("--ref-limit", type=int, default=0, help="time only this many reference windows (0 = all)")
     ap.add_argument("--big", default="256,256,128", help="shape of the second pattern ('' to skip)")
     ap.add_argument("--device", default="cpu", help="torch device of both (default cpu)")
+    ap.add_argument("--overlaps", type=int, nargs="*", default=[],
+                    help="also time ours with these patch overlaps (default plan: half a patch, 16)")
     a = ap.parse_args(argv)
     from pynx_dlgap.inpaint.infer import inpaint, load_inpaint_model
     model, card = load_inpaint_model()
@@ -133,6 +135,12 @@ def main(argv=None):
                           device=a.device)
         dt = time.perf_counter() - t0
         rows.append((f"ours{' bf16' if bf16 else ''} (batch {a.batch})", info["n_patches"], dt, _scores(I, f, m)))
+    for ov in a.overlaps:
+        t0 = time.perf_counter()
+        f, info = inpaint(I, m, model, progress=False, batch_size=a.batch, return_info=True, device=a.device,
+                          overlap=ov)
+        rows.append((f"ours, overlap {ov} (batch {a.batch})", info["n_patches"], time.perf_counter() - t0,
+                     _scores(I, f, m)))
     corners = reference_windows(m)
     n_ref = len(corners)
     if a.ref_limit and a.ref_limit < n_ref:

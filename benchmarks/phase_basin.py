@@ -33,6 +33,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from phase_init import LEVELS, SEED_BASE, crystal, run_cases  # noqa: E402  (the same held-out crystals)
 
+from pynx_dlgap.phase.predict import smooth_noise  # noqa: E402
+
 
 def effective_rms(phase, label, weight) -> float:
     """``sqrt(-2 ln C)``, C the weighted coherent average of ``phase - label`` (best of the twin pair)."""
@@ -48,12 +50,6 @@ def effective_rms(phase, label, weight) -> float:
         c = abs(np.sum(w * np.exp(1j * (p - lab)))) / w.sum()
         best = max(best, c)
     return float(math.sqrt(-2 * math.log(max(best, 1e-12))))
-
-
-def smooth_noise(shape, sigma, corr, rng):
-    from scipy.ndimage import gaussian_filter
-    n = gaussian_filter(rng.normal(size=shape), corr, mode="wrap")
-    return n * (sigma / n.std()) if sigma > 0 else np.zeros(shape)
 
 
 def one_case(args):

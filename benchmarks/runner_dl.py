@@ -3,7 +3,8 @@
 For each of ``--n`` held-out crystals (64^3, regime 'measured' without floor or
 diffuse scattering, phase range ``--phase-range``) it writes the scan as
 ``scan.npz`` and a ``--gap``-px cross as ``mask.npz``, then runs, in one process
-each, with PyNX's CPU backend (``PYNX_PU=cpu``) and PyNX's default chain:
+each, with PyNX's CPU backend (``PYNX_PU=cpu``; ``--pynx-pu cuda`` on a GPU machine) and
+PyNX's default chain:
 
 * ``plain``: ``pynx-cdi-id01-dl --data scan.npz --mask mask.npz`` (= ``pynx-cdi-id01``);
 * each variant of ``--variants`` (default: ``--dl-inpaint``; ``--dl-inpaint --dl-phase-init``).
@@ -13,6 +14,7 @@ The ``latest.cxi`` object (PyNX crops it around its support) is padded back to
 and twin removal: phase RMS inside the true support (rad) and modulus error.
 
     python benchmarks/runner_dl.py --n 4
+    python benchmarks/runner_dl.py --n 12 --pynx-pu cuda --jobs 6     # on a GPU machine
     python benchmarks/runner_dl.py --n 4 --variants " --dl-inpaint --dl-inpaint-check off"
     (a variant starting with "--" needs a leading space, or argparse reads it as an option)
 """
@@ -53,40 +55,52 @@ def main(argv=None):
     ap.add_argument("--gap", type=int, default=6)
     ap.add_argument("--phase-range", type=float, default=3.0)
     ap.add_argument("--variants", nargs="+", default=["--dl-inpaint", "--dl-inpaint --dl-phase-init"])
+    ap.add_argument("--pynx-pu", default="cpu", choices=["cpu", "cuda", "opencl"],
+                    help="PyNX backend of the runs (PYNX_PU)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time (separate processes)")
     a = ap.parse_args(argv)
     import h5py
     from pynx_dlgap.evaluate.align import object_errors
     from pynx_dlgap.simulate.gaps import cross
     from pynx_dlgap.simulate.pipeline import simulate
-    env = dict(os.environ, PYNX_PU="cpu")
+    env = dict(os.environ, PYNX_PU=a.pynx_pu)
     variants = [("plain", [])] + [(v.strip(), v.split()) for v in a.variants]
-    res = {name: [] for name, _ in variants}
+    res = {name: [None] * a.n for name, _ in variants}
     t0 = time.perf_counter()
+    crystals = []
     for i in range(a.n):
         s = simulate(SEED_BASE + i, 3, (64,) * 3, "measured", dict(floor=0.0, diffuse=0.0, gaps="none",
                                                                     crop_shift=[0, 0, 0],
                                                                     phase_range=a.phase_range))
-        m = cross(a.gap, 28 - a.gap, 36).mask((64,) * 3)
-        for name, flags in variants:
-            with tempfile.TemporaryDirectory() as d:
-                np.savez(Path(d) / "scan.npz", data=np.where(m, 0, s["intensity"]).astype(np.float32))
-                np.savez(Path(d) / "mask.npz", mask=m.astype(np.int8))
-                t1 = time.perf_counter()
-                r = subprocess.run([sys.executable, "-m", "pynx_dlgap.runner", "--data", "scan.npz", "--mask",
-                                    "mask.npz"] + flags, cwd=d, env=env, capture_output=True, text=True)
-                dt = time.perf_counter() - t1
-                if r.returncode != 0 or not (Path(d) / "latest.cxi").exists():
-                    res[name].append((np.nan, np.nan, dt))
-                    print(f"crystal {i} {name}: FAILED {r.stderr[-300:]}", file=sys.stderr)
-                    continue
-                with h5py.File(Path(d) / "latest.cxi", "r") as f:
-                    obj = f["entry_1/data_1/data"][()]
-            e = object_errors(_pad_to(obj, (64,) * 3), s["object"], s["support"])
-            res[name].append((e["phase_rms"], e["modulus_error"], dt))
-            print(f"crystal {i} {name:30s} phase RMS {e['phase_rms']:.3f} modulus error {e['modulus_error']:.3f} "
-                  f"({dt:.0f} s)", file=sys.stderr)
+        crystals.append((s["intensity"], s["object"], s["support"]))
+    m = cross(a.gap, 28 - a.gap, 36).mask((64,) * 3)
+
+    def one(i, name, flags):
+        I, obj_true, sup_true = crystals[i]
+        with tempfile.TemporaryDirectory() as d:
+            np.savez(Path(d) / "scan.npz", data=np.where(m, 0, I).astype(np.float32))
+            np.savez(Path(d) / "mask.npz", mask=m.astype(np.int8))
+            t1 = time.perf_counter()
+            r = subprocess.run([sys.executable, "-m", "pynx_dlgap.runner", "--data", "scan.npz", "--mask",
+                                "mask.npz"] + flags, cwd=d, env=env, capture_output=True, text=True)
+            dt = time.perf_counter() - t1
+            if r.returncode != 0 or not (Path(d) / "latest.cxi").exists():
+                print(f"crystal {i} {name}: FAILED {r.stderr[-300:]}", file=sys.stderr)
+                return i, name, (np.nan, np.nan, dt)
+            with h5py.File(Path(d) / "latest.cxi", "r") as f:
+                obj = f["entry_1/data_1/data"][()]
+        e = object_errors(_pad_to(obj, (64,) * 3), obj_true, sup_true)
+        print(f"crystal {i} {name:30s} phase RMS {e['phase_rms']:.3f} modulus error {e['modulus_error']:.3f} "
+              f"({dt:.0f} s)", file=sys.stderr)
+        return i, name, (e["phase_rms"], e["modulus_error"], dt)
+
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max(1, a.jobs)) as ex:
+        for i, name, r in ex.map(lambda t: one(*t), [(i, n, f) for i in range(a.n) for n, f in variants]):
+            res[name][i] = r
     print(f"# pynx-cdi-id01-dl with/without DL flags: {a.n} held-out 64^3 crystals (seeds {SEED_BASE}+), "
-          f"{a.gap}-px cross gap, phase range {a.phase_range} rad, PyNX CPU backend, PyNX's default chain")
+          f"{a.gap}-px cross gap, phase range {a.phase_range} rad, PyNX {a.pynx_pu} backend, PyNX's default chain, "
+          f"{a.jobs} run(s) at a time")
     print(f"# python {' '.join(sys.argv)}")
     print()
     hdr = f"{'flags':32} {'phase_rms mean':>15} {'median':>8} {'mod_err mean':>13} {'seconds':>8}"

@@ -7,9 +7,15 @@ PyNX's own. New flags (group "pynx-dlgap deep-learning steps" in ``--help``):
 ``--dl-inpaint [WEIGHTS]``
     fill the masked voxels (detector gaps) with the DL inpainting model once the
     CDI is built (after PyNX's own mask handling); default weights: the shipped ones.
-``--dl-inpaint-mode observed|estimate``
-    write the fill as observed intensities (default) or as PyNX *estimated* values
-    (loose constraint on the OpenCL/CUDA operators; masked on PyNX's CPU operators).
+``--dl-inpaint-mode estimate|observed``
+    write the fill as PyNX *estimated* values (default: a loose 0.5x-1.2x amplitude
+    constraint on PyNX's OpenCL/CUDA operators; on its CPU operators the gap stays
+    free; the DL start uses the fill either way) or as observed intensities (a hard
+    constraint). Measured with ``benchmarks/runner_dl.py``: on PyNX's CUDA backend,
+    estimate beat observed at both strain levels, and ``--dl-inpaint --dl-phase-init``
+    (estimate) beat the command without DL flags.
+``--dl-bf16 on|off``
+    bfloat16 autocast for the inpainting model (default off).
 ``--dl-inpaint-check on|off``
     self-check (default on): the DL fill is compared with log-linear interpolation on
     shifted copies of the gap cut into the scan's measured data
@@ -18,6 +24,11 @@ PyNX's own. New flags (group "pynx-dlgap deep-learning steps" in ``--help``):
     with ``--dl-inpaint``: fine-tune the inpainting model on the scan's own measured
     data first (:mod:`pynx_dlgap.training.finetune`); before/after scores go to the
     ``.cxi`` (``dl_finetune_report``).
+``--dl-phase-noise RAD``
+    with ``--dl-phase-init`` and ``nb_run`` > 1: every run after the first starts from the
+    prediction plus a smooth random phase field of this RMS (seeded by the run number), so
+    that the runs differ and ``nb_run_keep`` keeps the best by LLK (the chain is
+    deterministic: without it, every run would give the same result).
 ``--dl-phase-init [WEIGHTS]``
     start every run from the DL reciprocal-phase prediction
     (``IFT(sqrt(I) exp(i phi))``, support from its modulus) instead of PyNX's start;
@@ -77,6 +88,7 @@ def runner_classes():
             if first and p.get("dl_inpaint") is not None:
                 self._apply_dl("dlinpaint")
             if p.get("dl_phase_init") is not None:
+                self._dl_run = getattr(self, "_dl_run", 0) + 1
                 self._apply_dl("dlphaseinit")
 
         def _apply_dl(self, token):
@@ -90,7 +102,8 @@ def runner_classes():
                 if int(p.get("dl_finetune") or 0) > 0:
                     self._finetune(model, int(p["dl_finetune"]))
                 self.cdi = DLInpaint(model=model,
-                                     mode=p.get("dl_inpaint_mode") or "observed",
+                                     mode=p.get("dl_inpaint_mode") or "estimate",
+                                     bf16=p.get("dl_bf16", "off") == "on",
                                      check=p.get("dl_inpaint_check", "on") == "on") * self.cdi
                 inf = getattr(self.cdi, "dl_inpaint_info", {})
                 p["dl_inpaint_fill"] = str(inf.get("fill", "dl"))
@@ -110,13 +123,17 @@ def runner_classes():
             else:
                 from .phase.predict import default_weights
                 ndim = self.cdi.iobs.ndim
-                self.cdi = DLPhaseInit(weights=_weights(p.get("dl_phase_init"), default_weights(ndim))) * self.cdi
+                run = getattr(self, "_dl_run", 1)
+                noise = float(p.get("dl_phase_noise") or 0) if run > 1 else 0.0  # run 1: the prediction as is
+                self.cdi = DLPhaseInit(weights=_weights(p.get("dl_phase_init"), default_weights(ndim)),
+                                       noise=noise, noise_seed=run) * self.cdi
                 inf = getattr(self.cdi, "dl_phase_init_info", {})
                 p["dl_phase_init_seconds"] = time.perf_counter() - t0
                 p["dl_phase_init_sha256"] = str(inf.get("weights_sha256") or "")
                 p["dl_phase_init_region"] = str(inf.get("region_shape", ""))
+                p["dl_phase_init_noise"] = noise
                 print(f"pynx-dlgap: DLPhaseInit start in {p['dl_phase_init_seconds']:.1f} s, support "
-                      f"{inf.get('support_points')} voxels")
+                      f"{inf.get('support_points')} voxels" + (f", phase noise {noise:g} rad" if noise else ""))
 
         def _finetune(self, model, epochs):
             """Fine-tune the inpainting model on this scan's measured data (``--dl-finetune``)."""
@@ -176,8 +193,13 @@ def runner_classes():
                              help="fill the masked voxels (detector gaps) with the DL model before phasing; "
                                   "WEIGHTS: a .safetensors file with its card (default: the shipped weights)")
             grp.add_argument("--dl-inpaint-mode", "--dl_inpaint_mode", dest="dl_inpaint_mode",
-                             choices=["observed", "estimate"], default="observed",
-                             help="write the fill as observed intensities or as PyNX estimated values")
+                             choices=["observed", "estimate"], default="estimate",
+                             help="write the fill as PyNX estimated values (default: a loose 0.5x-1.2x amplitude "
+                                  "constraint on PyNX's CUDA/OpenCL operators, the gap stays free on its CPU "
+                                  "operators; the DL start uses the fill either way) or as observed intensities "
+                                  "(a hard constraint; worse in benchmarks/runner_dl.py)")
+            grp.add_argument("--dl-bf16", "--dl_bf16", dest="dl_bf16", choices=["on", "off"], default="off",
+                             help="bfloat16 autocast for the inpainting model (faster on GPUs and bf16 CPUs)")
             grp.add_argument("--dl-inpaint-check", "--dl_inpaint_check", dest="dl_inpaint_check",
                              choices=["on", "off"], default="on",
                              help="self-check (default on): compare the DL fill with log-linear interpolation on "
@@ -191,6 +213,11 @@ def runner_classes():
                              const="shipped", default=None, metavar="WEIGHTS",
                              help="start each run from the DL reciprocal-phase prediction (default weights: "
                                   "the shipped ones for the data's dimension)")
+            grp.add_argument("--dl-phase-noise", "--dl_phase_noise", dest="dl_phase_noise", type=float, default=0.0,
+                             metavar="RAD",
+                             help="with --dl-phase-init and nb_run > 1: runs after the first start from the "
+                                  "prediction plus a smooth random phase field of this RMS (rad; seeded by the "
+                                  "run number), so that PyNX's nb_run_keep can keep the best by LLK. Default 0")
             return parser
 
         def check_params(self):
@@ -203,6 +230,9 @@ def runner_classes():
                 # the DL start carries no twin mixture; PyNX's DetwinRAAR degrades it (benchmarks/phase_basin.py)
                 self.params["detwin"] = False
                 print("pynx-dlgap: --dl-phase-init: detwin=False (pass detwin=True to keep PyNX's detwinning)")
+            nz = self.params.get("dl_phase_noise") or 0
+            if not (float(nz) >= 0 and float(nz) < 1e3):
+                raise ValueError(f"pynx-cdi-id01-dl: --dl-phase-noise must be a phase RMS >= 0 (rad), got {nz}")
             ft = self.params.get("dl_finetune") or 0
             if int(ft) < 0:
                 raise ValueError(f"pynx-cdi-id01-dl: --dl-finetune must be >= 0 epochs, got {ft}")

@@ -18,10 +18,12 @@
 #          folder, e.g. .venv/lib/python3.11/site-packages/pynx: pure Python)
 #   WHEELS folder of wheels for the machine's Python (see `pip download --python-version`)
 #   OUT    folder for logs and results
-#   STEPS  any of build,tests,pipeline,speed (default all)
+#   STEPS  any of build,tests,pipeline,speed,runner (default all); with SRC/prebuilt/ (pycuda/ and
+#          pyvkfft/ package folders holding the .so files an earlier build returned), 'build'
+#          installs those instead of compiling again
 set -u
 SRC=$(readlink -f "${1:?SRC}"); WHL=$(readlink -f "${2:?WHEELS}"); OUT=$(readlink -f "${3:?OUT}")
-STEPS=${4:-build,tests,pipeline,speed}
+STEPS=${4:-build,tests,pipeline,speed,runner}
 PY=${PYTHON:-python3}
 SITE=${DLGAP_GPU_SITE:-/tmp/dlgap-gpu-site}
 B=/tmp/dlgap-gpu-build
@@ -33,9 +35,14 @@ export CUDA_HOME=$CUDA_ROOT LIBRARY_PATH=$CUDA_ROOT/lib64/stubs:${LIBRARY_PATH:-
 log "$(nvidia-smi -L 2>&1 | head -1); CUDA root $CUDA_ROOT; $($PY -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)')"
 
 if [[ $STEPS == *build* ]]; then
-    log "build: pycuda + pyvkfft (CUDA) in parallel"
     $PY -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$WHL"/*.whl || exit 1
     rm -rf "$SITE/pynx" && cp -r "$SRC/pynx_pkg" "$SITE/pynx"
+fi
+if [[ $STEPS == *build* && -d $SRC/prebuilt ]]; then
+    log "install: the pycuda and pyvkfft packages of an earlier build ($SRC/prebuilt)"
+    rm -rf "$SITE/pycuda" "$SITE/pyvkfft" && cp -r "$SRC/prebuilt/pycuda" "$SRC/prebuilt/pyvkfft" "$SITE/"
+elif [[ $STEPS == *build* ]]; then
+    log "build: pycuda + pyvkfft (CUDA) in parallel"
     ( cd "$B" && rm -rf pycuda-* && tar xzf "$SRC"/pycuda-*.tar.gz && cd pycuda-* \
       && $PY configure.py --cuda-root="$CUDA_ROOT" && timeout 300 $PY setup.py build_ext --inplace -j 16 \
       && cp -r pycuda "$SITE/" ) > "$OUT/build_pycuda.log" 2>&1 &
@@ -50,7 +57,7 @@ if [[ $STEPS == *build* ]]; then
     cp "$SITE"/pycuda/*.so "$SITE"/pyvkfft/*.so "$OUT/" 2>/dev/null
 fi
 export PYTHONPATH=$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}
-$PY - <<'EOF' 2>&1 | tee "$OUT/versions.txt"
+$PY - <<'EOF' 2>&1
 import pycuda.driver as d; d.init(); print("pycuda", __import__("pycuda").VERSION, d.Device(0).name())
 from pyvkfft.cuda import VkFFTApp; print("pyvkfft.cuda imports")
 import pynx.processing_unit as pu; print("PyNX", getattr(__import__("pynx"), "__version__", "?"), "has_cuda", pu.has_cuda,
@@ -69,5 +76,14 @@ fi
 if [[ $STEPS == *speed* ]]; then
     log "inpaint speed on the GPU"
     timeout 150 $PY benchmarks/inpaint_speed.py --device cuda --ref-limit 3000 2>&1 | tee "$OUT/inpaint_speed_gpu.txt"
+fi
+if [[ $STEPS == *runner* ]]; then
+    for PR in 3.0 6.28; do
+        log "pynx-cdi-id01-dl with and without the DL flags on PyNX's CUDA backend, phase range $PR"
+        timeout 150 $PY benchmarks/runner_dl.py --n 8 --pynx-pu cuda --jobs 8 --phase-range $PR --variants \
+            " --dl-phase-init" " --dl-inpaint" " --dl-inpaint --dl-inpaint-mode estimate" \
+            " --dl-inpaint --dl-inpaint-mode estimate --dl-phase-init" 2>>"$OUT/runner.err" | tee "$OUT/runner_dl_gpu_$PR.txt"
+        tail -2 "$OUT/runner.err"
+    done
 fi
 log "done"

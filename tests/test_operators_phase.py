@@ -124,3 +124,38 @@ def test_device_start_matches_host_start(tiny, data, estimated):
     mism = np.count_nonzero(np.fft.ifftshift(sup_t.numpy()) != sup_h)
     assert mism <= max(2, sup_h.size // 5000)  # voxels at the threshold may flip with rounding
     assert sup_h.sum() > 0
+
+
+def test_noise_perturbs_the_predicted_phase_by_its_rms(tiny, data):
+    """noise=σ adds a smooth field of RMS σ to the predicted phase inside the model's box, the
+    same on the host and device paths; noise=0 is the plain prediction."""
+    from pynx_dlgap.phase.predict import box_slices, smooth_noise
+    I, m, _ = data
+    pc = import_pynx_cdi("cpu")
+    stored = np.fft.fftshift(I).copy()
+    stored[np.fft.fftshift(m)] = -1.05e38
+    seed = int(np.random.default_rng().integers(1 << 30))
+    op = DLPhaseInit(model=tiny, family="cpu", noise=0.7, noise_seed=seed)
+    obj_n, _ = op._start(pc.CDI(stored.copy()))
+    info = op._info
+    assert info["noise_rms"] == 0.7
+    ph = predict_phase(I, m, model=tiny)
+    dst, src = box_slices(I.shape, info["region_start"], info["region_shape"])
+    ph[dst] += smooth_noise(tuple(info["region_shape"]), 0.7, 2.0, seed).astype(np.float32)[src]
+    ref = start_object(I, ph, m)
+    np.testing.assert_allclose(obj_n, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+    obj_t, _ = op._start_tensor(torch.from_numpy(stored.copy()), stored)
+    np.testing.assert_allclose(np.fft.ifftshift(obj_t.numpy()), ref, rtol=0, atol=2e-5 * np.abs(ref).max())
+    op0 = DLPhaseInit(model=tiny, family="cpu")
+    assert _ncc(op0._start(pc.CDI(stored.copy()))[0], start_object(I, predict_phase(I, m, model=tiny), m)) > 1 - 1e-6
+    with pytest.raises(ValueError, match="noise"):
+        DLPhaseInit(model=tiny, family="cpu", noise=-1)
+
+
+def test_smooth_noise_rms_and_correlation():
+    from pynx_dlgap.phase.predict import smooth_noise
+    seed = int(np.random.default_rng().integers(1 << 30))
+    n = smooth_noise((48, 48, 48), 0.8, 2.0, seed)
+    assert n.std() == pytest.approx(0.8, rel=1e-9) and abs(n.mean()) < 0.1
+    assert np.corrcoef(n[:, :, :-1].ravel(), n[:, :, 1:].ravel())[0, 1] > 0.8  # smooth at 1 px
+    assert np.array_equal(n, smooth_noise((48, 48, 48), 0.8, 2.0, seed))

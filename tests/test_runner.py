@@ -24,6 +24,7 @@ def test_help_lists_pynx_and_dl_flags(tmp_path):
     r = _run(["--help"], tmp_path, timeout=120)
     assert r.returncode == 0
     for flag in ("--dl-inpaint", "--dl-inpaint-mode", "--dl-inpaint-check", "--dl-finetune", "--dl-phase-init",
+                 "--dl-bf16", "--dl-phase-noise",
                  "--nb_raar", "--mask_interp", "--scan"):
         assert flag in r.stdout
 
@@ -34,6 +35,8 @@ def test_bad_flag_values_fail_clearly(tmp_path):
     np.savez(tmp_path / "d.npz", data=np.ones((8, 8, 8), np.float32))
     r = _run(["--data", "d.npz", "--dl-phase-init", str(tmp_path / "missing.safetensors")], tmp_path, timeout=120)
     assert r.returncode == 2 and "not found" in r.stderr
+    r = _run(["--data", "d.npz", "--dl-phase-init", "--dl-phase-noise", "-1"], tmp_path, timeout=120)
+    assert r.returncode != 0 and "dl-phase-noise" in (r.stdout + r.stderr)
     r = _run(["--data", "d.npz", "--dl-finetune", "2"], tmp_path, timeout=120)
     assert r.returncode != 0 and "needs --dl-inpaint" in (r.stdout + r.stderr)
     assert not list(tmp_path.glob("*.cxi"))  # refused before any work
@@ -49,7 +52,8 @@ def test_end_to_end_with_dl_steps(tmp_path):
     np.savez(tmp_path / "scan.npz", data=s["intensity"])
     np.savez(tmp_path / "mask.npz", mask=m.astype(np.int8))
     r = _run(["--data", "scan.npz", "--mask", "mask.npz", "--nb_raar", "20", "--nb_er", "10",
-              "--dl-inpaint", "--dl-finetune", "1", "--dl-phase-init"], tmp_path)
+              "--dl-inpaint", "--dl-finetune", "1", "--dl-phase-init", "--nb_run", "2", "--dl-phase-noise", "0.5"],
+             tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "DLInpaint (" in r.stdout and "DLPhaseInit start" in r.stdout
     assert "fine-tuned the inpainting model" in r.stdout and "self-check chose" in r.stdout
@@ -57,6 +61,8 @@ def test_end_to_end_with_dl_steps(tmp_path):
     with h5py.File(tmp_path / "latest.cxi", "r") as f:
         cfg = f["entry_1/image_1/process_1/configuration"]
         assert cfg["dl_inpaint_voxels"][()] > 0
+        assert cfg["dl_inpaint_mode"][()].decode() == "estimate"  # the default (benchmarks/runner_dl.py)
+        assert cfg["dl_inpaint_family"][()].decode() == "cpu"
         import json
         ft = json.loads(cfg["dl_finetune_report"][()].decode())
         assert set(ft["before"]["scores"]) == {"dl", "loglinear"} and ft["after"]["n_voxels"] > 0
@@ -67,6 +73,11 @@ def test_end_to_end_with_dl_steps(tmp_path):
         assert cfg["dl_phase_init_sha256"][()].decode() == read_card(default_weights(3))["sha256"]
         obj = f["entry_1/data_1/data"][()]
     assert obj.ndim == 3 and obj.size > 1000 and np.isfinite(obj).all()  # PyNX crops around the support
+    runs = [sorted(tmp_path.glob(f"*Run000{k}*.cxi")) for k in (1, 2)]
+    assert [len(r) for r in runs] == [1, 1]
+    for (f_run,), noise in zip(runs, (0.0, 0.5)):  # the second run starts from a perturbed prediction
+        with h5py.File(f_run, "r") as f:
+            assert f["entry_1/image_1/process_1/configuration/dl_phase_init_noise"][()] == noise
 
 
 def test_dl_steps_in_algorithm_string(tmp_path):

@@ -138,11 +138,10 @@ class _DLInpaintCore:
     def __str__(self):
         return f"DLInpaint[{self.family}]"
 
-    def _new_iobs(self, cdi):
-        """New stored (fft-shifted) iobs, or None when there is nothing to fill."""
-        from ..inpaint.infer import inpaint
-        t0 = time.perf_counter()
-        stored = np.asarray(cdi.iobs)
+    def _request(self, stored):
+        """``(intensity, to_fill, n, info)`` of the stored iobs: the decoded intensities, the
+        voxels to fill (``mask=`` or PyNX's masked/estimated encoding), their number and the
+        start of the info dict (a no-op warning when there is nothing to fill)."""
         inten, to_fill = decode_iobs(stored)
         n_estimated = int(np.count_nonzero((stored > MASKED_MAX) & (stored <= ESTIMATE_MAX)))
         if self.mask is not None:
@@ -157,7 +156,16 @@ class _DLInpaintCore:
                     weights=self.weights, weights_sha256=self.weights_sha256)
         if n == 0:
             warnings.warn("DLInpaint: cdi.iobs has no masked or estimated pixel; nothing to inpaint (no-op)",
-                          stacklevel=3)
+                          stacklevel=4)
+        return inten, to_fill, n, info
+
+    def _new_iobs(self, cdi):
+        """New stored (fft-shifted) iobs, or None when there is nothing to fill."""
+        from ..inpaint.infer import inpaint
+        t0 = time.perf_counter()
+        stored = np.asarray(cdi.iobs)
+        inten, to_fill, n, info = self._request(stored)
+        if n == 0:
             info["seconds"] = time.perf_counter() - t0
             cdi.dl_inpaint_info = info
             return None
@@ -192,21 +200,9 @@ class _DLInpaintCore:
         stored = np.asarray(stored)
         if tuple(s.shape) != stored.shape:
             raise ValueError(f"device iobs {tuple(s.shape)} and host iobs {stored.shape} differ")
-        inten, to_fill = decode_iobs(stored)
-        n_estimated = int(np.count_nonzero((stored > MASKED_MAX) & (stored <= ESTIMATE_MAX)))
-        if self.mask is not None:
-            if self.mask.shape != stored.shape:
-                from .._checks import PatternError
-                raise PatternError(f"mask= has shape {self.mask.shape} but cdi.iobs has {stored.shape}")
-            to_fill = np.fft.ifftshift(self.mask)
-            inten[to_fill] = 0
-        n = int(np.count_nonzero(to_fill))
-        info = dict(operator="DLInpaint", family=self.family, mode=self.mode, voxels_filled=0,
-                    voxels_estimated_before=n_estimated, explicit_mask=self.mask is not None,
-                    weights=self.weights, weights_sha256=self.weights_sha256, device=str(s.device))
+        inten, to_fill, n, info = self._request(stored)
+        info["device"] = str(s.device)
         if n == 0:
-            warnings.warn("DLInpaint: cdi.iobs has no masked or estimated pixel; nothing to inpaint (no-op)",
-                          stacklevel=3)
             info["seconds"] = time.perf_counter() - t0
             return None, info
         from .._checks import check_pattern

@@ -65,6 +65,17 @@ def _decode_for_phase(stored):
 
 
 class _DLPhaseInitCore:
+    #: RMS (rad) of the smooth random field added to the predicted phase (0: none), its seed
+    noise = 0.0
+    noise_seed = None
+
+    def _noise_box(self, size):
+        """The perturbation on the model's box (float32), or None without ``noise``."""
+        if not self.noise > 0:
+            return None
+        from ..phase.predict import smooth_noise
+        return smooth_noise(tuple(size), self.noise, 2.0, self.noise_seed).astype(np.float32)
+
     def _setup(self, model, weights, support, support_threshold, support_sigma, device):
         from ..phase.predict import load_phase_model
         self._card = None
@@ -91,6 +102,12 @@ class _DLPhaseInitCore:
             raise ValueError(f"DLPhaseInit: a {model_dims}-D phase model cannot start a {ndim}-D CDI "
                              f"(pass model=/weights= of a {ndim}-D model)")
         phase, info = predict_phase(I, mask, model=self._model, device=self._device, return_info=True)
+        nb = self._noise_box(info["region_shape"])
+        if nb is not None:
+            from ..phase.predict import box_slices
+            dst, src = box_slices(I.shape, info["region_start"], info["region_shape"])
+            phase[dst] += nb[src]
+            info.update(noise_rms=self.noise, noise_seed=self.noise_seed)
         obj = start_object(I, phase, mask)
         if self._support is None or self._support is True:
             sup = support_from_object(obj, self._thr, self._sigma)
@@ -151,6 +168,10 @@ class _DLPhaseInitCore:
         ph_box = predict_on_box(self._model, I_box.cpu().numpy(), m_box.cpu().numpy(), dev)
         info = {"peak": list(peak), "region_start": list(start), "region_shape": list(size),
                 "seconds": time.perf_counter() - t0, "device": str(dev)}
+        nb = self._noise_box(size)
+        if nb is not None:
+            ph_box = ph_box + torch.from_numpy(nb).to(dev)
+            info.update(noise_rms=self.noise, noise_seed=self.noise_seed)
         phase = torch.full(I_c.shape, float("nan"), dtype=torch.float32, device=dev)
         phase[dst] = ph_box[src]
         known = torch.isfinite(phase) & ~m_c
@@ -286,7 +307,7 @@ def dlphaseinit_class(family: str | None = None):
 
 
 def DLPhaseInit(model=None, weights=None, support=None, support_threshold: float = 0.2, support_sigma: float = 1.0,
-                *, device: str = "cpu", family: str | None = None):
+                *, device: str = "cpu", family: str | None = None, noise: float = 0.0, noise_seed=None):
     """A PyNX operator setting the object from the DL reciprocal-phase prediction.
 
     :param model: a loaded phase model; default ``weights``, default the shipped
@@ -297,11 +318,19 @@ def DLPhaseInit(model=None, weights=None, support=None, support_threshold: float
     :param device: torch device of the prediction (the CUDA family always runs it on the GPU
         that holds PyNX's arrays).
     :param family: ``'cpu'`` / ``'opencl'`` / ``'cuda'``; default the family of ``pynx.cdi.ER``.
+    :param noise: RMS (rad) of a smooth random field (2-px correlation,
+        :func:`pynx_dlgap.phase.predict.smooth_noise`) added to the predicted phase: varied
+        DL starts for several runs, of which the lowest LLK is kept (``benchmarks/phase_init.py
+        --dl-k``); ``noise_seed`` seeds it. Default 0: the prediction as is.
     :raises WeightsError: weights missing/corrupted (checked here, before any work).
     """
+    if not (np.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite RMS >= 0 (rad), got {noise}")
     cls = dlphaseinit_class(family)
     if cls.family == "opencl":
         from ..pynx_backend import init_pynx_opencl
         init_pynx_opencl()
-    return cls(model=model, weights=weights, support=support, support_threshold=support_threshold,
-               support_sigma=support_sigma, device=device)
+    op = cls(model=model, weights=weights, support=support, support_threshold=support_threshold,
+             support_sigma=support_sigma, device=device)
+    op.noise, op.noise_seed = float(noise), noise_seed
+    return op

@@ -37,6 +37,12 @@ def add_cli(sub):
     p.add_argument("--check", action=__import__("argparse").BooleanOptionalAction, default=True,
                    help="with --inpaint: self-check (default on) DL vs log-linear on shifted copies of the gap, "
                         "keep the better fill")
+    p.add_argument("--fill-as", choices=["estimate", "observed"], default="estimate",
+                   help="with --inpaint: the chain treats the filled voxels as PyNX estimated values (default: "
+                        "loose constraint on CUDA/OpenCL, free on the CPU operators; the DL start uses the fill "
+                        "either way) or as observed intensities (hard constraint; worse in benchmarks/runner_dl.py)")
+    p.add_argument("--pynx", choices=["cpu", "opencl", "cuda"], default="cpu",
+                   help="PyNX operator family of the refinement (default cpu; cuda on a GPU with pycuda)")
     p.add_argument("--weights", default=None, help="phase weights (default: shipped, for the pattern's dims)")
     p.add_argument("--random-start", action="store_true", help="no DL start: PyNX random start (comparison)")
     p.add_argument("--raar", type=int, default=600)
@@ -73,13 +79,15 @@ def run_phase(a):
         from ..inpaint.infer import inpaint, load_inpaint_model
         imodel, icard = load_inpaint_model(a.inpaint_weights)
         info.update(dl_inpaint_weights_sha256=icard["sha256"])
-    I, m = iobs, mask
+    I, m, est = iobs, mask, None
     if imodel is not None:
         t0 = time.perf_counter()
         I, iinf = inpaint(iobs, mask, model=imodel, check=a.check, return_info=True)
         info.update(dl_inpaint_fill=iinf["method"])
         m = np.zeros_like(mask)
-        info.update(dl_inpaint_voxels=int(mask.sum()), dl_inpaint_seconds=time.perf_counter() - t0)
+        est = mask if a.fill_as == "estimate" else None
+        info.update(dl_inpaint_voxels=int(mask.sum()), dl_inpaint_seconds=time.perf_counter() - t0,
+                    dl_inpaint_fill_as=a.fill_as)
         print(f"gap fill ({iinf['method']}): {int(mask.sum())} voxels in {info['dl_inpaint_seconds']:.1f} s")
     obj0 = sup0 = None
     if model is not None:
@@ -91,7 +99,7 @@ def run_phase(a):
                     dl_phase_region_shape=pinf["region_shape"], dl_support_points=int(sup0.sum()))
         print(f"DL phase start in {info['dl_phase_seconds']:.2f} s (region {pinf['region_shape']} at "
               f"{pinf['region_start']}), support {int(sup0.sum())} voxels")
-    r = phase_pattern(I, m, seed=a.seed, obj0=obj0, support0=sup0, keep_cdi=True,
+    r = phase_pattern(I, m, seed=a.seed, obj0=obj0, support0=sup0, keep_cdi=True, estimate=est, backend=a.pynx,
                       chain=dict(n_raar=a.raar, n_er=a.er, detwin=obj0 is None))
     info.update(llk=r.llk, phasing_seconds=r.seconds, failed=r.failed or "")
     print(f"PyNX refinement ({a.raar} RAAR + {a.er} ER): LLK {r.llk:.4g} in {r.seconds:.1f} s"

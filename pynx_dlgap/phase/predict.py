@@ -35,7 +35,7 @@ import numpy as np
 from .._checks import check_pattern
 from .inputs import phase_input
 
-__all__ = ["predict_phase", "predict_box", "predict_on_box", "box_slices", "gaussian_filter_torch", "start_object", "support_from_object", "load_phase_model", "default_weights",
+__all__ = ["predict_phase", "predict_box", "predict_on_box", "box_slices", "smooth_noise", "gaussian_filter_torch", "start_object", "support_from_object", "load_phase_model", "default_weights",
            "bragg_peak", "prediction_region", "read_phase_card"]
 
 _WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -166,6 +166,17 @@ def predict_phase(iobs, mask=None, model=None, weights=None, device: str = "cpu"
     if not return_info:
         return phase
     return phase, info
+
+
+def smooth_noise(shape, sigma: float, corr: float = 2.0, rng=None) -> np.ndarray:
+    """A smooth random field of RMS ``sigma`` (radians): white noise Gaussian-smoothed over
+    ``corr`` voxels (periodic), rescaled. Added to a predicted phase it gives the varied
+    DL starts of several runs (``pynx-cdi-id01-dl --dl-phase-noise``, ``benchmarks/phase_init.py
+    --dl-k``); ``benchmarks/phase_basin.py`` uses it around the true phase."""
+    from scipy.ndimage import gaussian_filter
+    rng = np.random.default_rng(rng)
+    n = gaussian_filter(rng.normal(size=shape), corr, mode="wrap")  # drawn even for sigma 0 (same stream)
+    return n * (sigma / n.std()) if sigma > 0 else np.zeros(shape)
 
 
 def start_object(iobs, phase, mask=None) -> np.ndarray:
