@@ -51,12 +51,8 @@ def main(argv=None):
     pmodel, _ = load_phase_model(None, 3)
     if a.pynx == "cuda":
         return _main_cuda(a, imodel, pmodel)
-    print(f"# pipeline cost: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"DL device {a.device}; chain {a.raar} RAAR + {a.er} ER on PyNX's CPU operators")
-    print()
-    hdr = f"{'shape':14} {'step':11} {'seconds':>9} {'share':>7}"
-    print(hdr)
-    print("-" * len(hdr))
+    _table_head(f"# pipeline cost: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                f"DL device {a.device}; chain {a.raar} RAAR + {a.er} ER on PyNX's CPU operators", 11)
     for sh in a.shapes:
         shape = tuple(int(v) for v in sh.split(","))
         I, m = _pattern(a, shape)
@@ -88,6 +84,14 @@ def main(argv=None):
         print()
 
 
+def _table_head(title, step_width):
+    print(title)
+    print()
+    hdr = f"{'shape':14} {'step':{step_width}} {'seconds':>9} {'share':>7}"
+    print(hdr)
+    print("-" * len(hdr))
+
+
 def _pattern(a, shape):
     from pynx_dlgap.simulate.gaps import cross
     from pynx_dlgap.simulate.pipeline import simulate
@@ -104,12 +108,8 @@ def _main_cuda(a, imodel, pmodel):
     from pynx_dlgap.pynx_backend import init_pynx_cuda
     shared = init_pynx_cuda()
     pcu = import_pynx_cdi("cuda")
-    print(f"# pipeline cost on the GPU: {torch.cuda.get_device_name()}, PyNX CUDA family "
-          f"(context shared with torch: {shared}); chain {a.raar} RAAR + {a.er} ER; last of {a.repeat} runs")
-    print()
-    hdr = f"{'shape':14} {'step':13} {'seconds':>9} {'share':>7}"
-    print(hdr)
-    print("-" * len(hdr))
+    _table_head(f"# pipeline cost on the GPU: {torch.cuda.get_device_name()}, PyNX CUDA family "
+                f"(context shared with torch: {shared}); chain {a.raar} RAAR + {a.er} ER; last of {a.repeat} runs", 13)
     for sh in a.shapes:
         shape = tuple(int(v) for v in sh.split(","))
         I, m = _pattern(a, shape)
