@@ -1,5 +1,5 @@
-"""``pynx-cdi-id01-dl``: PyNX's runner subclassed with the DL flags, run end to end with
-real PyNX (CPU backend) on a simulated pattern file."""
+"""``pynx-cdi-id01-dl`` (PyNX's runner subclassed with the DL flags) and ``pynx-dlgap phase``,
+run end to end with real PyNX (CPU backend) on simulated pattern files."""
 import os
 import subprocess
 import sys
@@ -93,3 +93,28 @@ def test_dl_steps_in_algorithm_string(tmp_path):
     assert (tmp_path / "latest.cxi").exists()
     r = _run(["--data", "scan.npz", "--algorithm", "dlphaseinit,ER**10", "--nb_run", "1"], tmp_path)
     assert r.returncode != 0 and "cannot be the last" in (r.stdout + r.stderr)
+
+
+def test_pynx_dlgap_phase_cli_end_to_end(tmp_path):
+    """`pynx-dlgap phase --inpaint`: DL fill (as estimated values), DL start, PyNX chain; CXI + PNG."""
+    from pynx_dlgap.simulate import simulate_3d
+    from pynx_dlgap.simulate.gaps import cross
+    seed = int(np.random.default_rng().integers(1_000_000))
+    s = simulate_3d(seed, (64, 64, 64), "measured", floor=0.0, diffuse=0.0, gaps="none", crop_shift=[0, 0, 0])
+    m = cross(4, 26, 36).mask((64, 64, 64))
+    np.savez(tmp_path / "scan.npz", data=np.where(m, 0, s["intensity"]).astype(np.float32))
+    np.savez(tmp_path / "mask.npz", mask=m.astype(np.int8))
+    cmd = [sys.executable, "-m", "pynx_dlgap.cli", "phase", "scan.npz", "--mask", "mask.npz", "--inpaint",
+           "--raar", "20", "--er", "10", "-o", "result.cxi"]
+    r = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "gap fill" in r.stdout and "DL phase start" in r.stdout and "PyNX refinement" in r.stdout
+    assert (tmp_path / "result.png").stat().st_size > 10_000
+    with h5py.File(tmp_path / "result.cxi", "r") as f:
+        cfg = f["entry_1/image_1/process_1/configuration"]
+        found = {k: cfg[k][()] for k in ("dl_inpaint_fill_as", "dl_inpaint_voxels")}
+        obj = f["entry_1/data_1/data"][()]
+    assert found["dl_inpaint_fill_as"].decode() == "estimate" and found["dl_inpaint_voxels"] == int(m.sum())
+    assert np.isfinite(obj).all() and np.abs(obj).max() > 0
+    r = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and "exists" in (r.stdout + r.stderr)  # no silent overwrite
