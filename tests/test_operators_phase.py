@@ -117,7 +117,7 @@ def test_device_start_matches_host_start(tiny, data, estimated):
     stored[ms] = -(stored[ms] + 1) * 1e19 if estimated else -1.05e38
     op = DLPhaseInit(model=tiny, family="cpu")
     obj_h, sup_h = op._start(pc.CDI(stored.copy()))
-    obj_t, sup_t = op._start_tensor(torch.from_numpy(stored.copy()), stored)
+    obj_t, sup_t = op._start_tensor(torch.from_numpy(stored.copy()))
     got = np.fft.ifftshift(obj_t.numpy())  # stored -> centred (even shape)
     scale = np.abs(obj_h).max()
     np.testing.assert_allclose(got, obj_h, rtol=0, atol=2e-5 * scale)
@@ -144,7 +144,7 @@ def test_noise_perturbs_the_predicted_phase_by_its_rms(tiny, data):
     ph[dst] += smooth_noise(tuple(info["region_shape"]), 0.7, 2.0, seed).astype(np.float32)[src]
     ref = start_object(I, ph, m)
     np.testing.assert_allclose(obj_n, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
-    obj_t, _ = op._start_tensor(torch.from_numpy(stored.copy()), stored)
+    obj_t, _ = op._start_tensor(torch.from_numpy(stored.copy()))
     np.testing.assert_allclose(np.fft.ifftshift(obj_t.numpy()), ref, rtol=0, atol=2e-5 * np.abs(ref).max())
     op0 = DLPhaseInit(model=tiny, family="cpu")
     assert _ncc(op0._start(pc.CDI(stored.copy()))[0], start_object(I, predict_phase(I, m, model=tiny), m)) > 1 - 1e-6

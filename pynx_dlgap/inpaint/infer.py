@@ -74,7 +74,7 @@ import torch
 
 from .._checks import PatternError, check_pattern
 from ..simulate.gaps import GapLayout
-from .patches import INPAINT_CHANNELS, prepare_batch, to_counts
+from .patches import INPAINT_CHANNELS
 
 __all__ = ["inpaint", "plan_patches", "PatchPlan", "load_inpaint_model", "blend_window", "add_cli",
            "DEFAULT_WEIGHTS", "DEFAULT_MAX_WIDTH", "DEFAULT_PATCH"]
@@ -87,8 +87,6 @@ DEFAULT_MAX_WIDTH = 12
 DEFAULT_PATCH = 32
 #: dead-pixel voxels are kept at least this far from the faces of their patch
 DEAD_MARGIN = 6
-#: log(I+1) ceiling before expm1 (keeps float32 finite)
-_LOG_MAX = 88.0
 #: how masked voxels outside the gap planes (dead pixels) are filled
 _DEAD = ("loglinear", "dl")
 
@@ -384,6 +382,44 @@ def _checked_plan(a, m, model, overlap, max_width, patch, batch_size, dead="logl
     return P, plan, layout, rest, wmax, batch_size
 
 
+def _fill_values(I_t, m_t, a, m, model, plan, rest, dead, batch_size, bf16, progress):
+    """The values of the masked voxels, as a tensor on ``I_t.device``: the gap planes (every
+    masked voxel with ``dead='dl'``) from the model's blended patches, the other masked voxels
+    (``rest``) by log-linear interpolation with ``dead='loglinear'``; 0 elsewhere.
+
+    ``I_t``, ``m_t``: the centred pattern and mask on the model's device; ``a``, ``m``: the same
+    on the host (numpy), for the plan's checks and the log-linear fill on the CPU. Shared by
+    :func:`inpaint` and the CUDA-family ``DLInpaint``. Returns ``(values, seconds_model)``.
+    """
+    from .torch_ops import blend_patches, fill_loglinear_torch
+    dev = I_t.device
+    values = torch.zeros(I_t.shape, dtype=torch.float32, device=dev)
+    t_model = 0.0
+    if len(plan):
+        was_training = model.training
+        model.to(dev).eval()
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=len(plan), desc="inpaint", unit="patch", disable=not progress, dynamic_ncols=True)
+            est, covered, t_model = blend_patches(I_t, m_t, plan, model, batch_size=batch_size, bf16=bf16, bar=bar)
+            bar.close()
+        finally:
+            model.train(was_training)
+        dl_t = torch.from_numpy(m & ~rest if dead == "loglinear" else m).to(dev)
+        missed = int((dl_t & ~covered).sum())
+        if missed:  # cannot happen by construction of the plan
+            raise RuntimeError(f"{missed} masked voxels got no prediction (plan bug)")
+        values = torch.where(dl_t, est, values)
+    if dead == "loglinear" and rest.any():
+        if dev.type == "cpu":  # numpy is faster on the CPU (same values, see the tests)
+            from .baselines import fill_loglinear
+            ll = torch.from_numpy(fill_loglinear(a, m))
+        else:
+            ll = fill_loglinear_torch(I_t[None], m_t[None])[0]
+        values = torch.where(torch.from_numpy(np.ascontiguousarray(rest)).to(dev), ll, values)
+    return values, t_model
+
+
 def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: int = 32, device=None,
             max_width=None, progress: bool = True, return_info: bool = False, bf16: bool = False, patch=None,
             check: bool = False, dead: str = "loglinear"):
@@ -450,28 +486,10 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
 
     out = np.array(a, dtype=np.float32, copy=True)
     n_batches = math.ceil(len(plan) / batch_size)
-    t_model = 0.0
-    if len(plan):
-        from .torch_ops import blend_patches
-        was_training = model.training
-        model.to(dev).eval()
-        try:
-            from tqdm import tqdm
-            bar = tqdm(total=len(plan), desc="inpaint", unit="patch", disable=not progress, dynamic_ncols=True)
-            est, covered, t_model = blend_patches(torch.from_numpy(np.array(a, np.float32, copy=True)).to(dev),
-                                                  torch.from_numpy(np.ascontiguousarray(m)).to(dev), plan, model,
-                                                  batch_size=batch_size, bf16=bf16, bar=bar)
-            bar.close()
-        finally:
-            model.train(was_training)
-        est, covered = est.cpu().numpy(), covered.cpu().numpy()
-        dl_m = m & ~rest if dead == "loglinear" else m
-        if np.any(dl_m & ~covered):  # cannot happen by construction of the plan
-            raise RuntimeError(f"{int(np.count_nonzero(dl_m & ~covered))} masked voxels got no prediction (plan bug)")
-        out[dl_m] = est[dl_m]
-    if dead == "loglinear" and rest.any():
-        from .baselines import fill_loglinear
-        out[rest] = fill_loglinear(a, m)[rest]
+    values, t_model = _fill_values(torch.from_numpy(np.array(a, np.float32, copy=True)).to(dev),
+                                   torch.from_numpy(np.ascontiguousarray(m)).to(dev), a, m, model, plan, rest,
+                                   dead, batch_size, bf16, progress)
+    out[m] = values.cpu().numpy()[m]
     if not return_info:
         return out
     info = {

@@ -30,7 +30,7 @@ from .patches import INPAINT_CHANNELS, prepare_batch, to_counts
 
 __all__ = ["fill_loglinear_torch", "prepare_batch_torch", "blend_patches", "LOG_MAX"]
 
-#: log(I+1) ceiling before expm1 (keeps float32 finite), as in :mod:`.infer`
+#: log(I+1) ceiling before expm1 (keeps float32 finite)
 LOG_MAX = 88.0
 
 

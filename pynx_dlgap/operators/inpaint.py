@@ -194,8 +194,7 @@ class _DLInpaintCore:
         or None when there is nothing to fill.
         """
         import torch
-        from ..inpaint.infer import _checked_plan
-        from ..inpaint.torch_ops import blend_patches
+        from ..inpaint.infer import _checked_plan, _fill_values
         t0 = time.perf_counter()
         stored = np.asarray(stored)
         if tuple(s.shape) != stored.shape:
@@ -225,27 +224,8 @@ class _DLInpaintCore:
             inten_t = torch.where(fill_t, torch.zeros_like(inten_t), inten_t)
             I_t = torch.fft.fftshift(inten_t)  # numpy's fftshift, any parity
             m_t = torch.fft.fftshift(fill_t)
-            rest_t = torch.from_numpy(np.ascontiguousarray(rest)).to(dev)
-            dl_t = m_t & ~rest_t  # the gap planes: the model; other masked voxels: log-linear (inpaint's default)
-            values = torch.zeros(I_t.shape, dtype=torch.float32, device=dev)
-            t_model = 0.0
-            if len(plan):
-                was_training = self.model.training
-                self.model.to(dev).eval()
-                try:
-                    from tqdm import tqdm
-                    bar = tqdm(total=len(plan), desc="inpaint", unit="patch", disable=not self.progress)
-                    est, covered, t_model = blend_patches(I_t, m_t, plan, self.model, batch_size=bs, bar=bar,
-                                                          bf16=self.bf16)
-                    bar.close()
-                finally:
-                    self.model.train(was_training)
-                if bool((dl_t & ~covered).any()):  # cannot happen by construction of the plan
-                    raise RuntimeError("some masked voxels got no prediction (plan bug)")
-                values = torch.where(dl_t, est, values)
-            if bool(rest_t.any()):
-                from ..inpaint.torch_ops import fill_loglinear_torch
-                values = torch.where(rest_t, fill_loglinear_torch(I_t[None], m_t[None])[0], values)
+            values, t_model = _fill_values(I_t, m_t, I_c, m_c, self.model, plan, rest, "loglinear", bs, self.bf16,
+                                           self.progress)
             values = torch.fft.ifftshift(values)
             info.update(patches=len(plan), batches=-(-len(plan) // bs), layout=str(layout), seconds_model=t_model)
         else:

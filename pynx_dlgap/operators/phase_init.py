@@ -90,6 +90,12 @@ class _DLPhaseInitCore:
     def __str__(self):
         return "DLPhaseInit"
 
+    def _check_dims(self, ndim):
+        model_dims = int(self._model.config["kwargs"].get("dims", 3))
+        if model_dims != ndim:
+            raise ValueError(f"DLPhaseInit: a {model_dims}-D phase model cannot start a {ndim}-D CDI "
+                             f"(pass model=/weights= of a {ndim}-D model)")
+
     def _start(self, cdi):
         """(object, support) centred, from the host iobs."""
         from ..phase.predict import predict_phase, start_object, support_from_object
@@ -97,10 +103,7 @@ class _DLPhaseInitCore:
         I, mask = _decode_for_phase(np.asarray(cdi.iobs))
         I, mask = np.fft.fftshift(I), np.fft.fftshift(mask)
         ndim = I.ndim
-        model_dims = int(self._model.config["kwargs"].get("dims", 3))
-        if model_dims != ndim:
-            raise ValueError(f"DLPhaseInit: a {model_dims}-D phase model cannot start a {ndim}-D CDI "
-                             f"(pass model=/weights= of a {ndim}-D model)")
+        self._check_dims(ndim)
         phase, info = predict_phase(I, mask, model=self._model, device=self._device, return_info=True)
         nb = self._noise_box(info["region_shape"])
         if nb is not None:
@@ -123,12 +126,12 @@ class _DLPhaseInitCore:
         self._info = info
         return obj, sup
 
-    def _start_tensor(self, s, stored):
+    def _start_tensor(self, s):
         """(object, support) in PyNX's stored layout as tensors on ``s.device``.
 
         ``s``: the stored iobs tensor (a view of ``cdi._cu_iobs`` on the CUDA family);
-        ``stored``: the same values on the host (unused: everything is read from ``s``;
-        only the model's input box is copied to the host, for :func:`phase_input`).
+        everything is read from it, only the model's input box is copied to the host
+        (for :func:`phase_input`).
         Same values as :meth:`_start` followed by PyNX's ``set_obj/set_support(shift=True)``
         (float rounding; compared on the CPU by the tests). Support None: keep the CDI's.
         """
@@ -136,10 +139,7 @@ class _DLPhaseInitCore:
         from ..phase.predict import _model_shape, box_slices, gaussian_filter_torch, prediction_region, predict_on_box
         t0 = time.perf_counter()
         ndim = s.ndim
-        model_dims = int(self._model.config["kwargs"].get("dims", 3))
-        if model_dims != ndim:
-            raise ValueError(f"DLPhaseInit: a {model_dims}-D phase model cannot start a {ndim}-D CDI "
-                             f"(pass model=/weights= of a {ndim}-D model)")
+        self._check_dims(ndim)
         dev = s.device
         # decode on the device as _decode_for_phase: estimated pixels as their estimate
         s32 = s.float()
@@ -281,7 +281,7 @@ def _make_cuda_class():
                              and sp.data_ptr() == int(cdi._cu_support.gpudata))
             else:
                 s, zero_copy = torch.from_numpy(cdi._cu_iobs.get()).cuda(), False
-            obj, sup = self._start_tensor(s, cdi.iobs)
+            obj, sup = self._start_tensor(s)
             if zero_copy:
                 o.copy_(obj.reshape(o.shape))
                 if sup is not None:

@@ -105,10 +105,10 @@ def predict_box(iobs, mask=None, model=None, weights=None, device: str = "cpu"):
     Returns ``(phase_box, start, info)``: ``phase_box`` (radians, the model's input shape,
     float32 tensor), ``start`` the box's first index in the pattern (it may run past the
     array, see :func:`prediction_region`) and a dict (peak, region, seconds, device).
-    :func:`predict_phase` places it into a pattern-sized array; the CUDA-family
-    ``DLPhaseInit`` keeps it on the GPU.
+    :func:`predict_phase` places it into a pattern-sized array (the CUDA-family
+    ``DLPhaseInit`` finds the peak and cuts the box on the GPU, then calls
+    :func:`predict_on_box`).
     """
-    import torch
     iobs, mask = check_pattern(iobs, mask, ndim=(2, 3), allow_full_mask=False)
     dims = iobs.ndim
     card = None
