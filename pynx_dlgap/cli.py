@@ -81,9 +81,11 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     from ._checks import PatternError
     from .models.weights import WeightsError
+    from .pynx_backend import CUDAUnavailable, OpenCLUnavailable, PyNXUnavailable
     try:
         r = a.func(a)
-    except (PatternError, FileNotFoundError, FileExistsError, KeyError, WeightsError) as e:
+    except (PatternError, FileNotFoundError, FileExistsError, KeyError, WeightsError, CUDAUnavailable,
+            OpenCLUnavailable, PyNXUnavailable) as e:
         print(f"pynx-dlgap {a.command}: error: {e}", file=sys.stderr)
         return 2
     return int(r or 0)

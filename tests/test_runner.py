@@ -118,3 +118,9 @@ def test_pynx_dlgap_phase_cli_end_to_end(tmp_path):
     assert np.isfinite(obj).all() and np.abs(obj).max() > 0
     r = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode != 0 and "exists" in (r.stdout + r.stderr)  # no silent overwrite
+    import torch
+    if not torch.cuda.is_available():  # --pynx cuda without a GPU: a clear error before any work
+        r = subprocess.run(cmd[:-1] + ["gpu.cxi", "--pynx", "cuda"], cwd=tmp_path, env=ENV, capture_output=True,
+                           text=True, timeout=600)
+        assert r.returncode == 2 and "GPU" in r.stderr and "gap fill" not in r.stdout, r.stderr[-500:]
+        assert not (tmp_path / "gpu.cxi").exists() and not (tmp_path / "gpu.png").exists()

@@ -69,6 +69,12 @@ def run_phase(a):
     inputs = [a.data] + ([a.mask] if a.mask else [])
     check_output_path(out, inputs, a.overwrite)
     check_output_path(png, inputs, a.overwrite)
+    if a.pynx == "cuda":  # the backend is checked before any work (CUDAUnavailable / OpenCLUnavailable)
+        from ..pynx_backend import init_pynx_cuda
+        init_pynx_cuda()
+    elif a.pynx == "opencl":
+        from ..pynx_backend import init_pynx_opencl
+        init_pynx_opencl()
     info = {"program": "pynx-dlgap phase", "data": str(a.data), "seed": a.seed, "chain_raar": a.raar,
             "chain_er": a.er}
     model = imodel = None
