@@ -8,7 +8,7 @@ import pytest
 
 from pynx_dlgap.inpaint import fill_loglinear
 from pynx_dlgap.inpaint.infer import inpaint, load_inpaint_model
-from pynx_dlgap.inpaint.selfcheck import heldout_masks, score_fill, self_check
+from pynx_dlgap.inpaint.selfcheck import MARGIN, heldout_masks, score_fill, self_check
 from pynx_dlgap.models import save_weights
 from pynx_dlgap.simulate.gaps import cross, plane
 from pynx_dlgap.training.finetune import finetune, finetune_patches
@@ -35,6 +35,23 @@ def test_heldout_masks_are_shifted_copies_of_the_gap():
     (_, a), (_, b) = heldout_masks(d, min_voxels=1)
     assert a[10, 28, 30] and a[10, 20, 38] and b[10, 12, 30] and b[5, 40, 4]
     assert heldout_masks(np.zeros(shape, bool)) == []
+    # reps=2 adds the copies at twice the shift, disjoint from the real gap and the nearer copies
+    w2 = int(rng.integers(2, 7))  # copies at 2 x (w2 + sep) <= 20 px stay inside the 64-px axis
+    m2 = plane(-2, w2, py).mask(shape)
+    two = heldout_masks(m2, sep=sep, reps=2)
+    assert [n.split()[1] for n, _ in two] == ["+", "-", "+2", "-2"]
+    for (name, art), s in zip(two[2:], (2, -2)):
+        near = two[0][1] | two[1][1]
+        expect = plane(-2, w2, py + s * (w2 + sep)).mask(shape) & ~m2 & ~near
+        assert np.array_equal(art, expect), name
+    with pytest.raises(ValueError, match="reps"):
+        heldout_masks(m, reps=0)
+
+
+def test_self_check_rejects_a_bad_margin():
+    I = pattern((32, 48, 48), 1)
+    with pytest.raises(ValueError, match="margin"):
+        self_check(I, cross(4, 20, 20).mask(I.shape), tiny(), margin=1.5)
 
 
 def test_score_fill_analytic():
@@ -66,7 +83,11 @@ def test_self_check_decision_matches_independent_scores(perturb):
     assert sc.n_voxels == t.size
     for k in amp:
         assert sc.scores[k]["amp"] == pytest.approx(amp[k], rel=1e-9)
-    assert sc.choice == ("dl" if amp["dl"] < amp["loglinear"] else "loglinear")
+    assert sc.choice == ("dl" if amp["dl"] < (1 - MARGIN) * amp["loglinear"] else "loglinear")
+    # an explicit margin: DL only when it beats log-linear by that fraction
+    mg = float(np.random.default_rng().uniform(0, 0.3))
+    assert self_check(I, m, model, margin=mg).choice == \
+        ("dl" if amp["dl"] < (1 - mg) * amp["loglinear"] else "loglinear")
     if not perturb:  # an untrained residual model returns the log-linear fill (to float32 rounding)
         assert amp["dl"] == pytest.approx(amp["loglinear"], rel=1e-5)
     out, info = inpaint(I, m, model, progress=False, check=True, return_info=True)

@@ -229,6 +229,14 @@ def test_random_knobs_ranges_and_regimes():
         random_knobs(rng, 3, "realistic")
     with pytest.raises(KnobError, match=r"\[0, 1\]"):
         random_knobs(rng, 3, 1.5)
+    # 'mixed:A-B': r uniform in [A, B]; the peak range follows r (10^U(3 + 2r, 5 + 2r))
+    a, b = sorted(rng.uniform(0, 1, 2))
+    rs = [random_knobs(rng, 3, f"mixed:{a:.3f}-{b:.3f}") for _ in range(200)]
+    assert all(round(a, 3) <= k["r"] <= round(b, 3) for k in rs)
+    assert all(10 ** (3 + 2 * k["r"]) <= k["peak"] <= 10 ** (5 + 2 * k["r"]) for k in rs)
+    for bad in ("mixed:0.8-0.2", "mixed:0.5", "mixed:a-b", "mixed:0-1.5"):
+        with pytest.raises(KnobError, match="mixed:A-B|A <= B"):
+            random_knobs(rng, 3, bad)
 
 
 # ---- reproducibility --------------------------------------------------------------------------------

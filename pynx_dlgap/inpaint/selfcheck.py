@@ -39,6 +39,9 @@ from ..simulate.gaps import GapLayout
 
 __all__ = ["heldout_masks", "self_check", "SelfCheck", "score_fill"]
 
+#: DL must beat log-linear's pooled amplitude error by this fraction to be chosen
+MARGIN = 0.0
+
 #: shift used when the mask holds no gap plane (isolated dead pixels only)
 FALLBACK_SHIFT = 8
 
@@ -59,10 +62,12 @@ def _shift(m: np.ndarray, axis: int, d: int) -> np.ndarray:
     return out
 
 
-def heldout_masks(mask, *, sep: int = 3, min_voxels: int = 16) -> list[tuple[str, np.ndarray]]:
+def heldout_masks(mask, *, sep: int = 3, min_voxels: int = 16, reps: int = 1) -> list[tuple[str, np.ndarray]]:
     """The artificial gaps of the self-check: ``[(name, voxels), ...]`` (see the module doc).
 
     ``voxels`` is True on the held-back (measured) voxels that play the gap.
+    ``reps`` > 1 adds the copies shifted ``k`` times as far, ``k = 2 .. reps``
+    (each minus the real mask and the nearer copies).
     """
     m = np.asarray(mask, dtype=bool)
     if m.ndim not in (2, 3):
@@ -75,16 +80,23 @@ def heldout_masks(mask, *, sep: int = 3, min_voxels: int = 16) -> list[tuple[str
         axes[g.axis] = max(axes.get(g.axis, 0), g.width)
     if not axes:
         axes = {m.ndim - 2: FALLBACK_SHIFT - sep, m.ndim - 1: FALLBACK_SHIFT - sep}
+    if reps < 1:
+        raise ValueError(f"reps must be >= 1, got {reps}")
     out = []
-    for sign, name in ((1, "+"), (-1, "-")):
-        art = np.zeros_like(m)
-        for ax, w in axes.items():
-            ax = ax % m.ndim
-            art |= _shift(m, ax, sign * (w + sep))
-        art &= ~m
-        if int(art.sum()) >= min_voxels:
-            desc = ", ".join(f"{'zyx'[ax % m.ndim + 3 - m.ndim]} {sign * (w + sep):+d}" for ax, w in axes.items())
-            out.append((f"shift {name} ({desc})", art))
+    taken = m.copy()
+    for k in range(1, int(reps) + 1):
+        for sign, name in ((1, "+"), (-1, "-")):
+            art = np.zeros_like(m)
+            for ax, w in axes.items():
+                ax = ax % m.ndim
+                art |= _shift(m, ax, sign * k * (w + sep))
+            art &= ~taken
+            if int(art.sum()) >= min_voxels:
+                desc = ", ".join(f"{'zyx'[ax % m.ndim + 3 - m.ndim]} {sign * k * (w + sep):+d}"
+                                 for ax, w in axes.items())
+                out.append((f"shift {name}{'' if k == 1 else k} ({desc})", art))
+        for _, art in out:
+            taken |= art
     return out
 
 
@@ -121,16 +133,22 @@ class SelfCheck:
                 "scores": self.scores, "reason": self.reason}
 
 
-def self_check(iobs, mask, model, *, sep: int = 3, masks=None, **inpaint_kw) -> SelfCheck:
+def self_check(iobs, mask, model, *, sep: int = 3, masks=None, margin: float | None = None,
+               **inpaint_kw) -> SelfCheck:
     """Compare the model with log-linear interpolation on held-back gaps of this pattern.
 
     :param iobs, mask: the pattern and its mask (True = not measured); never modified.
     :param model: an inpainting model (:func:`~pynx_dlgap.inpaint.infer.load_inpaint_model`).
     :param masks: held-back masks (default :func:`heldout_masks` ``(mask, sep=sep)``).
+    :param margin: DL is chosen only if its pooled amplitude error is below ``(1 - margin)`` times
+        log-linear's (default :data:`MARGIN`).
     :param inpaint_kw: passed to :func:`~pynx_dlgap.inpaint.infer.inpaint` (device, bf16, ...).
     """
     from .baselines import fill_loglinear
     from .infer import inpaint
+    margin = MARGIN if margin is None else float(margin)
+    if not 0.0 <= margin < 1.0:
+        raise ValueError(f"margin must be in [0, 1), got {margin}")
     a, m = check_pattern(iobs, mask)
     masks = heldout_masks(m, sep=sep) if masks is None else masks
     inpaint_kw = dict(inpaint_kw, progress=False, return_info=False)
@@ -152,5 +170,5 @@ def self_check(iobs, mask, model, *, sep: int = 3, masks=None, **inpaint_kw) -> 
         return SelfCheck("loglinear", {}, 0, [], why)
     t = np.concatenate(truth)
     scores = {"dl": score_fill(t, np.concatenate(fd)), "loglinear": score_fill(t, np.concatenate(fl))}
-    choice = "dl" if scores["dl"]["amp"] < scores["loglinear"]["amp"] else "loglinear"
+    choice = "dl" if scores["dl"]["amp"] < (1.0 - margin) * scores["loglinear"]["amp"] else "loglinear"
     return SelfCheck(choice, scores, int(t.size), used)

@@ -9,7 +9,7 @@ Regimes
 -------
 ``regime`` is ``'textbook'`` (r = 0), ``'measured'`` (r = 1), a float ``r`` in
 [0, 1] in between, or ``'mixed'`` (r drawn uniformly in [0, 1] per sample: the
-training default). Each knob range is interpolated linearly in ``r``:
+training default) or ``'mixed:A-B'`` (r drawn uniformly in [A, B]). Each knob range is interpolated linearly in ``r``:
 
 =================  ==========================  ===========================
 knob               textbook (r = 0)            measured-like (r = 1)
@@ -109,11 +109,20 @@ def regime_value(regime, rng: np.random.Generator | None = None) -> float:
             return 0.0
         if regime == "measured":
             return 1.0
+        lo, hi = 0.0, 1.0
+        if regime.startswith("mixed:"):  # 'mixed:A-B': r drawn uniformly in [A, B]
+            try:
+                lo, hi = (float(v) for v in regime[6:].split("-"))
+            except ValueError:
+                raise KnobError(f"regime {regime!r}: write 'mixed:A-B' with 0 <= A <= B <= 1") from None
+            if not 0.0 <= lo <= hi <= 1.0:
+                raise KnobError(f"regime {regime!r}: need 0 <= A <= B <= 1")
+            regime = "mixed"
         if regime == "mixed":
             if rng is None:
                 raise KnobError("regime='mixed' needs a random generator")
-            return float(rng.uniform(0, 1))
-        raise KnobError(f"unknown regime {regime!r}; use one of {REGIMES} or a number in [0, 1]")
+            return float(rng.uniform(lo, hi))
+        raise KnobError(f"unknown regime {regime!r}; use one of {REGIMES}, 'mixed:A-B' or a number in [0, 1]")
     try:
         r = float(regime)
     except (TypeError, ValueError):
