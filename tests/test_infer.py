@@ -373,3 +373,24 @@ def test_cli(tmp_path, capsys):
     rc = _cli(["inpaint", str(tmp_path / "data.npz"), "--mask", str(tmp_path / "mask.npz"),
                "-o", str(tmp_path / "o2.npz"), "--weights", str(tmp_path / "missing.safetensors"), "--quiet"])
     assert rc == 2 and "not found" in capsys.readouterr().err
+
+
+def test_to_counts_is_bounded_by_the_brightest_measured_voxel_of_each_patch():
+    """Reference: float64 numpy min-max of log(I+1) over the measured voxels, the model output
+    capped at the patch's measured maximum, inverted."""
+    from pynx_dlgap.inpaint.patches import prepare_batch, to_counts
+    rng = np.random.default_rng()
+    I = rng.poisson(rng.uniform(0.5, 3e4, (4, 1, 1, 1)) * rng.uniform(0, 1, (4, 12, 16, 16))).astype(np.float32)
+    m = np.zeros(I.shape, bool)
+    m[:, :, 5:9] = True
+    I[3][~m[3]] = 7.0  # a constant patch: its fill is that constant at most
+    _, stats = prepare_batch(I, m)
+    y = rng.normal(0.5, 1.0, (4, 1) + I.shape[1:]).astype(np.float32)
+    got = to_counts(torch.from_numpy(y), stats).numpy()
+    for b in range(4):
+        L = np.log1p(I[b][~m[b]].astype(np.float64))
+        lo, hi = L.min(), L.max()
+        span = hi - lo if hi > lo else 1.0
+        ref = np.expm1(np.maximum(np.minimum(y[b, 0].astype(np.float64), (hi - lo) / span) * span + lo, 0))
+        np.testing.assert_allclose(got[b], ref, rtol=2e-5, atol=1e-3)
+        assert got[b].max() <= I[b][~m[b]].max() * (1 + 1e-5)

@@ -8,7 +8,7 @@ import pytest
 
 from pynx_dlgap.inpaint import fill_loglinear
 from pynx_dlgap.inpaint.infer import inpaint, load_inpaint_model
-from pynx_dlgap.inpaint.selfcheck import MARGIN, heldout_masks, score_fill, self_check
+from pynx_dlgap.inpaint.selfcheck import heldout_masks, score_fill, self_check
 from pynx_dlgap.models import save_weights
 from pynx_dlgap.simulate.gaps import cross, plane
 from pynx_dlgap.training.finetune import finetune, finetune_patches
@@ -52,6 +52,8 @@ def test_self_check_rejects_a_bad_margin():
     I = pattern((32, 48, 48), 1)
     with pytest.raises(ValueError, match="margin"):
         self_check(I, cross(4, 20, 20).mask(I.shape), tiny(), margin=1.5)
+    with pytest.raises(ValueError, match="rule"):
+        self_check(I, cross(4, 20, 20).mask(I.shape), tiny(), rule="majority")
 
 
 def test_score_fill_analytic():
@@ -75,18 +77,22 @@ def test_self_check_decision_matches_independent_scores(perturb):
     assert np.array_equal(I, before[0]) and np.array_equal(m, before[1])
     # recompute in float64 from the public fills
     t, fd, fl = [], [], []
-    for _, art in heldout_masks(m):
-        t.append(I[art]); fd.append(inpaint(I, m | art, model, progress=False)[art])
+    masks = heldout_masks(m, reps=2)
+    assert len(masks) == 4 and sc.masks == [n for n, _ in masks]
+    for _, art in masks:
+        t.append(I[art].astype(np.float64)); fd.append(inpaint(I, m | art, model, progress=False)[art])
         fl.append(fill_loglinear(I, m | art)[art])
+    amp_of = lambda t, f: np.sum((np.sqrt(np.float64(f)) - np.sqrt(t)) ** 2) / t.sum()  # noqa: E731
+    wins = [amp_of(a, b) < amp_of(a, c) for a, b, c in zip(t, fd, fl)]
     t, fd, fl = (np.concatenate(x).astype(np.float64) for x in (t, fd, fl))
-    amp = {k: np.sum((np.sqrt(f) - np.sqrt(t)) ** 2) / t.sum() for k, f in (("dl", fd), ("loglinear", fl))}
-    assert sc.n_voxels == t.size
+    amp = {k: amp_of(t, f) for k, f in (("dl", fd), ("loglinear", fl))}
+    assert sc.n_voxels == t.size and sc.wins == wins and sc.rule == "every"
     for k in amp:
         assert sc.scores[k]["amp"] == pytest.approx(amp[k], rel=1e-9)
-    assert sc.choice == ("dl" if amp["dl"] < (1 - MARGIN) * amp["loglinear"] else "loglinear")
-    # an explicit margin: DL only when it beats log-linear by that fraction
+    assert sc.choice == ("dl" if all(wins) else "loglinear")
+    # the pooled rule with a margin: DL only when its pooled error beats log-linear's by that fraction
     mg = float(np.random.default_rng().uniform(0, 0.3))
-    assert self_check(I, m, model, margin=mg).choice == \
+    assert self_check(I, m, model, rule="pooled", margin=mg).choice == \
         ("dl" if amp["dl"] < (1 - mg) * amp["loglinear"] else "loglinear")
     if not perturb:  # an untrained residual model returns the log-linear fill (to float32 rounding)
         assert amp["dl"] == pytest.approx(amp["loglinear"], rel=1e-5)

@@ -51,5 +51,13 @@ def prepare_batch(I: np.ndarray, mask: np.ndarray, channels=INPAINT_CHANNELS, de
 
 
 def to_counts(y: torch.Tensor, stats) -> torch.Tensor:
-    """Model output ``(B, 1, *spatial)`` (normalised log) -> counts ``(B, *spatial)``."""
-    return denormalize_patch(y[:, 0].float(), stats)
+    """Model output ``(B, 1, *spatial)`` (normalised log) -> counts ``(B, *spatial)``.
+
+    The fill is bounded by the brightest measured voxel of its patch (as any
+    interpolation is): a gap voxel brighter than every measured voxel around it
+    is an over-estimate the network makes beside the Bragg peak, and amplitude
+    errors there are what phasing sees most.
+    """
+    y = y[:, 0].float()
+    top = ((stats["hi"] - stats["lo"]) / stats["span"]).to(y.device, y.dtype)
+    return denormalize_patch(torch.minimum(y, top.reshape((-1,) + (1,) * (y.ndim - 1))), stats)

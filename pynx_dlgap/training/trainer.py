@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..inpaint.patches import INPAINT_CHANNELS, prepare_batch
+from ..inpaint.patches import INPAINT_CHANNELS, prepare_batch, to_counts
 from ..normalize import normalize_patch
 from .data import PatchStream
 from .losses import CombinedInpaintLoss
@@ -81,7 +81,7 @@ def evaluate_batches(model, batches, device="cpu", bf16=False):
         x, stats = prepare_batch(I, m, device=device)
         with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
             y = model(x)
-        pred = denormalize_patch(y[:, 0].float(), stats).cpu().numpy()
+        pred = to_counts(y, stats).cpu().numpy()  # as at inference (bounded by the patch's measured max)
         pre = denormalize_patch(x[:, 0], stats).cpu().numpy()
         for b in range(I.shape[0]):
             g = m[b]

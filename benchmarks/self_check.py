@@ -1,0 +1,151 @@
+"""How often does the self-check pick the better fill? Decision rules compared on two sets.
+
+The self-check (:mod:`pynx_dlgap.inpaint.selfcheck`) decides between the DL fill
+and log-linear interpolation from artificial gaps cut next to the real gap
+(shifted copies of the real mask). Whether it chose right is known here, because
+the simulated truth inside the real gap is known: the *better* fill is the one
+with the lower relative amplitude error ``sum (sqrt f - sqrt t)^2 / sum t`` on
+the real gap.
+
+Sets (seeds disjoint from training):
+
+* ``held-out``: the gap-fill benchmark's patterns (``gapbench.make_test_set``,
+  regime 'mixed', seeds from 2e9) with its gap cases (planes and crosses of
+  3/6/9/12 px in the central half);
+* ``unlike``: the patterns of ``benchmarks/unlike_data.py`` (high counts, floor,
+  fringes to the edges; seeds from 1.95e9), 6- and 12-px crosses near the peak.
+
+Rules (all from the same fills, so they are compared on equal terms):
+
+* ``pooled`` (copies at one shift, +/-; the shipped rule before 0.5): DL if its
+  pooled amplitude error is lower;
+* ``pooled x2``: the same, pooled over copies at one and two shifts (4 copies);
+* ``margin M``: DL only if its pooled error (one shift) is below (1 - M) x
+  log-linear's;
+* ``every copy``: DL only if it wins on every copy at one and two shifts.
+
+Columns: ``right`` = share of cases where the rule picked the better fill;
+``dl`` = share where it picked DL; ``worse`` = share where it picked DL and DL
+was worse than log-linear on the real gap (the harm the self-check must avoid);
+``missed`` = share where it kept log-linear but DL was better; ``regret`` =
+mean of amp(chosen) / amp(better) - 1.
+
+    python benchmarks/self_check.py --n 4 --n-unlike 8 --offset 100   # the set the rule was chosen on
+    python benchmarks/self_check.py --n 4 --n-unlike 8                # gap_fill's and unlike_data's patterns
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def case_fills(I, m, model, reps=2):
+    """Real-gap amplitude errors and per-copy (truth, dl, loglinear) arrays."""
+    from pynx_dlgap.inpaint.baselines import fill_loglinear
+    from pynx_dlgap.inpaint.infer import inpaint
+    from pynx_dlgap.inpaint.selfcheck import heldout_masks, score_fill
+    seen = np.where(m, 0, I)
+    real = {"dl": score_fill(I[m], inpaint(seen, m, model, progress=False)[m])["amp"],
+            "loglinear": score_fill(I[m], fill_loglinear(seen, m)[m])["amp"]}
+    copies = []
+    for name, art in heldout_masks(m, reps=reps):
+        mm = m | art
+        try:
+            fd = inpaint(seen, mm, model, progress=False)
+        except Exception as e:  # noqa: BLE001 (a copy that leaves a patch with nothing measured)
+            print(f"  skipped copy {name}: {e}", file=sys.stderr)
+            continue
+        copies.append(dict(name=name, k=int(name.split()[1][1:] or 1), t=seen[art],
+                           dl=fd[art], ll=fill_loglinear(seen, mm)[art]))
+    return real, copies
+
+
+def pooled(copies, ks):
+    from pynx_dlgap.inpaint.selfcheck import score_fill
+    cs = [c for c in copies if c["k"] in ks]
+    if not cs:
+        return None
+    t = np.concatenate([c["t"] for c in cs])
+    return (score_fill(t, np.concatenate([c["dl"] for c in cs]))["amp"],
+            score_fill(t, np.concatenate([c["ll"] for c in cs]))["amp"])
+
+
+def rules(copies):
+    from pynx_dlgap.inpaint.selfcheck import score_fill
+    out = {}
+    p1, p2 = pooled(copies, (1,)), pooled(copies, (1, 2))
+    out["pooled"] = "dl" if p1 and p1[0] < p1[1] else "loglinear"
+    out["pooled x2"] = "dl" if p2 and p2[0] < p2[1] else "loglinear"
+    for mg in (0.05, 0.1, 0.2):
+        out[f"margin {mg:g}"] = "dl" if p1 and p1[0] < (1 - mg) * p1[1] else "loglinear"
+    wins = [score_fill(c["t"], c["dl"])["amp"] < score_fill(c["t"], c["ll"])["amp"] for c in copies]
+    out["every copy"] = "dl" if wins and all(wins) else "loglinear"
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=4, help="held-out patterns (x 8 gap cases)")
+    ap.add_argument("--n-unlike", type=int, default=8, help="unlike patterns (x 2 gap widths)")
+    ap.add_argument("--weights", default=None, help="inpainting weights (default: shipped)")
+    ap.add_argument("--offset", type=int, default=0,
+                    help="seed offset of both sets (0: the patterns of gap_fill.py and unlike_data.py; the rule "
+                         "was chosen on --offset 100, so that those two stay an independent check)")
+    a = ap.parse_args(argv)
+    from unlike_data import SEED_BASE as UNLIKE_BASE, pattern
+    from pynx_dlgap.evaluate.gapbench import _case_rng, draw_layout, gap_cases, make_test_set
+    from pynx_dlgap.inpaint.infer import load_inpaint_model
+    from tqdm import tqdm
+    model, card = load_inpaint_model(a.weights)
+    t0 = time.perf_counter()
+    jobs = []
+    from pynx_dlgap.evaluate.gapbench import TEST_SEED_BASE
+    for i, s in enumerate(make_test_set(a.n, seed_base=TEST_SEED_BASE + a.offset)):
+        I = s["intensity"]
+        for case in gap_cases(widths=(3, 6, 9, 12)):
+            m = draw_layout(case, I.shape, _case_rng(i + a.offset, case)).mask(I.shape)
+            jobs.append(("held-out", f"{i}:{case}", I, m))
+    for i in range(a.n_unlike):
+        for gap in (6, 12):
+            I, m = pattern(UNLIKE_BASE + a.offset + i, gap)
+            jobs.append(("unlike", f"{i}:cross-{gap}", I, m))
+    res = []
+    for set_, name, I, m in tqdm(jobs, desc="cases"):
+        real, copies = case_fills(I, m, model)
+        better = "dl" if real["dl"] < real["loglinear"] else "loglinear"
+        res.append(dict(set=set_, name=name, real=real, better=better, choice=rules(copies)))
+    print(f"# self-check decision rules: {a.n} held-out patterns x 8 gap cases, {a.n_unlike} unlike patterns x 2 "
+          f"crosses (6, 12 px)")
+    print(f"# model sha256 {card.get('sha256', '?')[:12]}; python benchmarks/self_check.py --n {a.n} "
+          f"--n-unlike {a.n_unlike} --offset {a.offset}" + (f" --weights {a.weights}" if a.weights else ""))
+    for set_ in ("held-out", "unlike"):
+        rs = [r for r in res if r["set"] == set_]
+        if not rs:
+            continue
+        dl_better = np.mean([r["better"] == "dl" for r in rs])
+        print(f"\n## {set_}: {len(rs)} cases; DL better than log-linear on the real gap in {dl_better:.0%}")
+        print(f"{'rule':<12} {'right':>6} {'dl':>6} {'worse':>6} {'missed':>6} {'regret':>7}")
+        print("-" * 48)
+        for rule in rs[0]["choice"]:
+            ch = [r["choice"][rule] for r in rs]
+            right = np.mean([c == r["better"] for c, r in zip(ch, rs)])
+            dl = np.mean([c == "dl" for c in ch])
+            worse = np.mean([c == "dl" and r["better"] == "loglinear" for c, r in zip(ch, rs)])
+            missed = np.mean([c == "loglinear" and r["better"] == "dl" for c, r in zip(ch, rs)])
+            regret = np.mean([r["real"][c] / min(r["real"].values()) - 1 for c, r in zip(ch, rs)])
+            print(f"{rule:<12} {right:6.2f} {dl:6.2f} {worse:6.2f} {missed:6.2f} {regret:7.3f}")
+        for ref in ("dl", "loglinear"):
+            regret = np.mean([r["real"][ref] / min(r["real"].values()) - 1 for r in rs])
+            print(f"{'always ' + ref:<12} {np.mean([r['better'] == ref for r in rs]):6.2f} "
+                  f"{float(ref == 'dl'):6.2f} {'':>6} {'':>6} {regret:7.3f}")
+    print(f"\n# total {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
