@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def case_fills(I, m, model, reps=2):
     """Real-gap amplitude errors and per-copy (truth, dl, loglinear) arrays."""
+    from pynx_dlgap import PatternError
     from pynx_dlgap.inpaint.baselines import fill_loglinear
     from pynx_dlgap.inpaint.infer import inpaint
     from pynx_dlgap.inpaint.selfcheck import heldout_masks, score_fill
@@ -58,7 +59,7 @@ def case_fills(I, m, model, reps=2):
         mm = m | art
         try:
             fd = inpaint(seen, mm, model, progress=False)
-        except Exception as e:  # noqa: BLE001 (a copy that leaves a patch with nothing measured)
+        except PatternError as e:  # a copy that leaves a patch with nothing measured (as in self_check)
             print(f"  skipped copy {name}: {e}", file=sys.stderr)
             continue
         copies.append(dict(name=name, k=int(name.split()[1][1:] or 1), t=seen[art],
@@ -99,13 +100,12 @@ def main(argv=None):
                          "was chosen on --offset 100, so that those two stay an independent check)")
     a = ap.parse_args(argv)
     from unlike_data import SEED_BASE as UNLIKE_BASE, pattern
-    from pynx_dlgap.evaluate.gapbench import _case_rng, draw_layout, gap_cases, make_test_set
+    from pynx_dlgap.evaluate.gapbench import TEST_SEED_BASE, _case_rng, draw_layout, gap_cases, make_test_set
     from pynx_dlgap.inpaint.infer import load_inpaint_model
     from tqdm import tqdm
     model, card = load_inpaint_model(a.weights)
     t0 = time.perf_counter()
     jobs = []
-    from pynx_dlgap.evaluate.gapbench import TEST_SEED_BASE
     for i, s in enumerate(make_test_set(a.n, seed_base=TEST_SEED_BASE + a.offset)):
         I = s["intensity"]
         for case in gap_cases(widths=(3, 6, 9, 12)):

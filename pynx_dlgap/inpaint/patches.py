@@ -50,14 +50,17 @@ def prepare_batch(I: np.ndarray, mask: np.ndarray, channels=INPAINT_CHANNELS, de
     return x.float(), stats
 
 
-def to_counts(y: torch.Tensor, stats) -> torch.Tensor:
+def to_counts(y: torch.Tensor, stats, bound: bool = True) -> torch.Tensor:
     """Model output ``(B, 1, *spatial)`` (normalised log) -> counts ``(B, *spatial)``.
 
     The fill is bounded by the brightest measured voxel of its patch (as any
     interpolation is): a gap voxel brighter than every measured voxel around it
     is an over-estimate the network makes beside the Bragg peak, and amplitude
-    errors there are what phasing sees most.
+    errors there are what phasing sees most. ``bound=False`` returns the raw
+    model output (``benchmarks/validation.py`` compares the two).
     """
     y = y[:, 0].float()
+    if not bound:
+        return denormalize_patch(y, stats)
     top = ((stats["hi"] - stats["lo"]) / stats["span"]).to(y.device, y.dtype)
     return denormalize_patch(torch.minimum(y, top.reshape((-1,) + (1,) * (y.ndim - 1))), stats)

@@ -97,6 +97,7 @@ def heldout_masks(mask, *, sep: int = 3, min_voxels: int = 16, reps: int = 1) ->
     out = []
     taken = m.copy()
     for k in range(1, int(reps) + 1):
+        first = len(out)
         for sign, name in ((1, "+"), (-1, "-")):
             art = np.zeros_like(m)
             for ax, w in axes.items():
@@ -107,7 +108,7 @@ def heldout_masks(mask, *, sep: int = 3, min_voxels: int = 16, reps: int = 1) ->
                 desc = ", ".join(f"{'zyx'[ax % m.ndim + 3 - m.ndim]} {sign * k * (w + sep):+d}"
                                  for ax, w in axes.items())
                 out.append((f"shift {name}{'' if k == 1 else k} ({desc})", art))
-        for _, art in out:
+        for _, art in out[first:]:
             taken |= art
     return out
 

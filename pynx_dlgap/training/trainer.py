@@ -65,12 +65,13 @@ def validation_set(cfg, regimes=("mixed", "measured")):
 
 
 @torch.no_grad()
-def evaluate_batches(model, batches, device="cpu", bf16=False):
+def evaluate_batches(model, batches, device="cpu", bf16=False, bound=True):
     """Gap errors of the model vs its log-linear prefill, averaged over patches.
 
     ``mae_log_*``: MAE of log(I+1); ``win_rate``: share of patches where the model's is
     lower; ``amp_*``: relative amplitude error ``sum (sqrt f - sqrt t)^2 / sum t``
     (what phase retrieval sees; patches with an empty gap are left out).
+    ``bound``: fills bounded by the patch's measured maximum, as at inference (see ``to_counts``).
     """
     from ..evaluate.metrics import _amp
     from ..normalize import denormalize_patch
@@ -81,7 +82,7 @@ def evaluate_batches(model, batches, device="cpu", bf16=False):
         x, stats = prepare_batch(I, m, device=device)
         with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
             y = model(x)
-        pred = to_counts(y, stats).cpu().numpy()  # as at inference (bounded by the patch's measured max)
+        pred = to_counts(y, stats, bound=bound).cpu().numpy()
         pre = denormalize_patch(x[:, 0], stats).cpu().numpy()
         for b in range(I.shape[0]):
             g = m[b]
