@@ -29,6 +29,11 @@ true support < 0.3 rad **and** modulus error < ``--mod-bound`` (0.3); final LLK
 
     python benchmarks/phase_init.py --dims 3 --n 10 --random 5 --workers 2
     python benchmarks/phase_init.py --dims 2 --n 10 --random 5
+    python benchmarks/phase_init.py --dims 3 --n 10 --random 0 --dl-precision fp32 bf16   # DL step cost
+
+``--dl-precision fp32 bf16`` runs the DL step (and its dl+chain) in both precisions on
+the same crystals and prints the DL step's share of the dl+chain time for each, and
+how far the bf16 prediction is from the fp32 one.
 """
 from __future__ import annotations
 
@@ -61,11 +66,12 @@ def iters_to_5pct(hist, final):
 
 def one_case(args):
     """All runs of one crystal: returns a list of row dicts."""
-    dims, seed, lname, level, n_random, chain, weights, mod_bound, random_detwin, dl_k, dl_noise = args
+    dims, seed, lname, level, n_random, chain, weights, mod_bound, random_detwin, dl_k, dl_noise, precisions = args
     import torch
     torch.set_num_threads(1)
     from pynx_dlgap.evaluate.align import object_errors
     from pynx_dlgap.evaluate.phasing import phase_pattern
+    from pynx_dlgap.phase.inputs import phase_input
     from pynx_dlgap.phase.predict import load_phase_model, predict_phase, start_object, support_from_object
     s = crystal(dims, seed, level)
     I, m = s["intensity"], s["mask"] | s["dead"]
@@ -80,18 +86,31 @@ def one_case(args):
         rows.append(dict(level=lname, seed=seed, method=name, phase_rms=e["phase_rms"],
                          modulus_error=e["modulus_error"], success=float(ok), llk=llk, iters=it, seconds=sec,
                          start=start))
-    t0 = time.perf_counter()
-    ph = predict_phase(I, m, model=model)
-    o0 = start_object(I, ph, m)
-    sup0 = support_from_object(o0)
-    t_dl = time.perf_counter() - t0
-    score("dl-only", o0, sec=t_dl)
-    r = phase_pattern(I, m, obj0=o0, support0=sup0, chain=dict(chain, detwin=False))
-    score("dl+chain", r.obj, r.llk, iters_to_5pct(r.llk_history, r.llk), r.seconds + t_dl, failed=r.failed)
-    rows[-1]["dl_seconds"] = t_dl
+    first = None
+    for prec in precisions:  # the first precision's start also feeds dl+noise and dl+chain+dt
+        sfx = "" if prec == "fp32" else f"-{prec}"
+        t0 = time.perf_counter()
+        ph_p = predict_phase(I, m, model=model, bf16=prec == "bf16")
+        o_p = start_object(I, ph_p, m)
+        sup_p = support_from_object(o_p)
+        t_dl = time.perf_counter() - t0
+        score("dl-only" + sfx, o_p, sec=t_dl)
+        if first is None:
+            first = (ph_p, o_p, sup_p)
+        else:  # the prediction's difference from the first precision's, weighted as the loss
+            w = phase_input(I, m)[0].astype(np.float64)
+            d = np.angle(np.exp(1j * (ph_p.astype(np.float64) - first[0])))
+            rows[-1]["pred_diff"] = float(np.sqrt(np.sum(w * d ** 2) / np.sum(w)))
+        r = phase_pattern(I, m, obj0=o_p, support0=sup_p, chain=dict(chain, detwin=False))
+        score("dl+chain" + sfx, r.obj, r.llk, iters_to_5pct(r.llk_history, r.llk), r.seconds + t_dl,
+              failed=r.failed)
+        rows[-1]["dl_seconds"] = t_dl
+        if len(first) == 3:
+            first += (r, dict(rows[-1]))
+    ph, o0, sup0, r, row0 = first
     if dl_k > 1:
         from pynx_dlgap.phase.predict import smooth_noise
-        best_dl = (r.llk, dict(rows[-1])) if r.failed is None else None
+        best_dl = (r.llk, row0) if r.failed is None else None
         rng = np.random.default_rng(seed)
         for k in range(dl_k - 1):
             ok = np.isfinite(ph)
@@ -105,7 +124,8 @@ def one_case(args):
         b["method"] = f"dl-best-of-{dl_k}"
         rows.append(b)
     r = phase_pattern(I, m, obj0=o0, support0=sup0, chain=dict(chain, detwin=True))
-    score("dl+chain+dt", r.obj, r.llk, iters_to_5pct(r.llk_history, r.llk), r.seconds + t_dl, failed=r.failed)
+    score("dl+chain+dt", r.obj, r.llk, iters_to_5pct(r.llk_history, r.llk), r.seconds + row0["dl_seconds"],
+          failed=r.failed)
     best = None
     for k in range(n_random):
         r = phase_pattern(I, m, seed=k, chain=dict(chain, detwin=random_detwin))
@@ -150,12 +170,15 @@ def main(argv=None):
     ap.add_argument("--levels", nargs="+", default=[n for n, _ in LEVELS])
     ap.add_argument("--dl-k", type=int, default=1, help="DL runs per crystal: the DL start + K-1 perturbed ones")
     ap.add_argument("--dl-noise", type=float, default=1.0, help="RMS (rad) of the smooth perturbations (--dl-k)")
+    ap.add_argument("--dl-precision", nargs="+", choices=["fp32", "bf16"], default=["fp32"],
+                    help="precisions of the DL step, each with its dl-only and dl+chain rows (bf16: bfloat16 "
+                         "autocast, channels-last; rows '-bf16'); the first one's start feeds dl+noise and dl+chain+dt")
     ap.add_argument("--random-detwin", choices=["on", "off"], default="on",
                     help="PyNX's DetwinRAAR in the random starts' chain (default on, as PyNX)")
     a = ap.parse_args(argv)
     chain = dict(n_raar=a.raar, n_er=a.er)
     jobs = [(a.dims, SEED_BASE + 1000 * j + i, name, lev, a.random, chain, a.weights, a.mod_bound,
-             a.random_detwin == "on", a.dl_k, a.dl_noise)
+             a.random_detwin == "on", a.dl_k, a.dl_noise, tuple(dict.fromkeys(a.dl_precision)))
             for j, (name, lev) in enumerate(LEVELS) if name in a.levels for i in range(a.n)]
     t0 = time.perf_counter()
     rows = run_cases(one_case, jobs, a.workers)
@@ -172,11 +195,13 @@ def main(argv=None):
     if a.dl_k > 1:
         print(f"# dl+noise: DL phase + smooth noise of RMS {a.dl_noise} rad (2-px correlation), no detwin")
     print()
-    hdr = f"{'level':6} {'method':11} {'success':>8} {'phase_rms':>9} {'mod_err':>8} {'llk':>9} {'iters5%':>8} " \
+    hdr = f"{'level':6} {'method':13} {'success':>8} {'phase_rms':>9} {'mod_err':>8} {'llk':>9} {'iters5%':>8} " \
           f"{'seconds':>8} {'n':>4}"
     print(hdr)
     print("-" * len(hdr))
-    methods = ["dl-only", "dl+chain", "dl+noise", f"dl-best-of-{a.dl_k}", "dl+chain+dt", "random",
+    precs = list(dict.fromkeys(a.dl_precision))
+    sfx = ["" if p == "fp32" else f"-{p}" for p in precs]
+    methods = [f"dl-only{x}" for x in sfx] + [f"dl+chain{x}" for x in sfx] + ["dl+noise", f"dl-best-of-{a.dl_k}", "dl+chain+dt", "random",
                f"best-of-{a.random}"]
     for name, _ in LEVELS:
         if name not in a.levels:
@@ -185,13 +210,21 @@ def main(argv=None):
             rr = [r for r in rows if r["level"] == name and r["method"] == meth]
             if not rr:
                 continue
-            f = lambda k: np.nanmedian([r[k] for r in rr])  # noqa: E731
-            print(f"{name:6} {meth:11} {np.mean([r['success'] for r in rr]):8.2f} {f('phase_rms'):9.3f} "
+            def f(k):
+                v = np.array([r[k] for r in rr], float)
+                return np.median(v[np.isfinite(v)]) if np.isfinite(v).any() else np.nan
+            print(f"{name:6} {meth:13} {np.mean([r['success'] for r in rr]):8.2f} {f('phase_rms'):9.3f} "
                   f"{f('modulus_error'):8.3f} {f('llk'):9.3g} {f('iters'):8.0f} {f('seconds'):8.2f} {len(rr):4d}")
         print()
-    dl = [r for r in rows if r["method"] == "dl+chain"]
-    share = np.mean([r["dl_seconds"] / r["seconds"] for r in dl])
-    print(f"# DL step (prediction + start object, CPU) = {100 * share:.1f} % of the dl+chain time (mean)")
+    for p, x in zip(precs, sfx):
+        sh = [r["dl_seconds"] / r["seconds"] for r in rows if r["method"] == f"dl+chain{x}"]
+        dt = [r["dl_seconds"] for r in rows if r["method"] == f"dl+chain{x}"]
+        print(f"# DL step {p} (prediction + start object, CPU, 1 thread per worker) = {100 * np.mean(sh):.1f} % "
+              f"of the dl+chain time (mean; median {100 * np.median(sh):.1f} %), {np.median(dt):.2f} s (median)")
+    for x in sfx[1:]:
+        d = [r["pred_diff"] for r in rows if r["method"] == f"dl-only{x}"]
+        print(f"# prediction {x[1:]} vs {precs[0]}: weighted RMS phase difference median {np.median(d):.3f} rad, "
+              f"max {np.max(d):.3f} rad (weights: the normalised log-intensity, as the loss)")
     print("# success = share of runs; phase_rms, mod_err, llk, iters5%, seconds = medians")
     print(f"# total {time.perf_counter() - t0:.0f} s")
 

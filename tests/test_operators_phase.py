@@ -159,3 +159,17 @@ def test_smooth_noise_rms_and_correlation():
     assert n.std() == pytest.approx(0.8, rel=1e-9) and abs(n.mean()) < 0.1
     assert np.corrcoef(n[:, :, :-1].ravel(), n[:, :, 1:].ravel())[0, 1] > 0.8  # smooth at 1 px
     assert np.array_equal(n, smooth_noise((48, 48, 48), 0.8, 2.0, seed))
+
+
+def test_bf16_operator_start_is_close_to_fp32(tiny, data):
+    """DLPhaseInit(bf16=True): the same start as the float32 operator up to bf16 rounding, and a
+    chain runs from it."""
+    I, m, _ = data
+    pc = import_pynx_cdi("cpu")
+    ref = DLPhaseInit(model=tiny, family="cpu") * _cdi(pc, I, m)
+    cdi = DLPhaseInit(model=tiny, family="cpu", bf16=True) * _cdi(pc, I, m)
+    assert cdi.dl_phase_init_info["bf16"] and not ref.dl_phase_init_info["bf16"]
+    ncc = _ncc(cdi.get_obj(shift=True), ref.get_obj(shift=True))
+    assert 0.98 < ncc < 1 - 1e-7  # bf16 changes the start, by little
+    cdi = pc.ER() ** 10 * cdi
+    assert np.isfinite(cdi.get_obj()).all()

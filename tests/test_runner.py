@@ -105,16 +105,17 @@ def test_pynx_dlgap_phase_cli_end_to_end(tmp_path):
     np.savez(tmp_path / "scan.npz", data=np.where(m, 0, s["intensity"]).astype(np.float32))
     np.savez(tmp_path / "mask.npz", mask=m.astype(np.int8))
     cmd = [sys.executable, "-m", "pynx_dlgap.cli", "phase", "scan.npz", "--mask", "mask.npz", "--inpaint",
-           "--raar", "20", "--er", "10", "-o", "result.cxi"]
+           "--raar", "20", "--er", "10", "--bf16", "-o", "result.cxi"]
     r = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "gap fill" in r.stdout and "DL phase start" in r.stdout and "PyNX refinement" in r.stdout
     assert (tmp_path / "result.png").stat().st_size > 10_000
     with h5py.File(tmp_path / "result.cxi", "r") as f:
         cfg = f["entry_1/image_1/process_1/configuration"]
-        found = {k: cfg[k][()] for k in ("dl_inpaint_fill_as", "dl_inpaint_voxels")}
+        found = {k: cfg[k][()] for k in ("dl_inpaint_fill_as", "dl_inpaint_voxels", "bf16")}
         obj = f["entry_1/data_1/data"][()]
     assert found["dl_inpaint_fill_as"].decode() == "estimate" and found["dl_inpaint_voxels"] == int(m.sum())
+    assert bool(found["bf16"])
     assert np.isfinite(obj).all() and np.abs(obj).max() > 0
     r = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode != 0 and "exists" in (r.stdout + r.stderr)  # no silent overwrite

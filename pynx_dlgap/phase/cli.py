@@ -45,6 +45,9 @@ def add_cli(sub):
                    help="PyNX operator family of the refinement (default cpu; cuda on a GPU with pycuda)")
     p.add_argument("--weights", default=None, help="phase weights (default: shipped, for the pattern's dims)")
     p.add_argument("--random-start", action="store_true", help="no DL start: PyNX random start (comparison)")
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast for the DL models (several times faster on GPUs and on CPUs with bf16 "
+                        "instructions; benchmarks/phase_init.py --dl-precision fp32 bf16 compares)")
     p.add_argument("--raar", type=int, default=600)
     p.add_argument("--er", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
@@ -76,7 +79,7 @@ def run_phase(a):
         from ..pynx_backend import init_pynx_opencl
         init_pynx_opencl()
     info = {"program": "pynx-dlgap phase", "data": str(a.data), "seed": a.seed, "chain_raar": a.raar,
-            "chain_er": a.er}
+            "chain_er": a.er, "bf16": bool(a.bf16)}
     model = imodel = None
     if not a.random_start:  # weights checked before any work
         model, card = load_phase_model(a.weights, iobs.ndim)
@@ -88,7 +91,7 @@ def run_phase(a):
     I, m, est = iobs, mask, None
     if imodel is not None:
         t0 = time.perf_counter()
-        I, iinf = inpaint(iobs, mask, model=imodel, check=a.check, return_info=True)
+        I, iinf = inpaint(iobs, mask, model=imodel, check=a.check, return_info=True, bf16=a.bf16)
         info.update(dl_inpaint_fill=iinf["method"])
         m = np.zeros_like(mask)
         est = mask if a.fill_as == "estimate" else None
@@ -98,7 +101,7 @@ def run_phase(a):
     obj0 = sup0 = None
     if model is not None:
         t0 = time.perf_counter()
-        phase, pinf = predict_phase(I, m, model=model, return_info=True)
+        phase, pinf = predict_phase(I, m, model=model, return_info=True, bf16=a.bf16)
         obj0 = start_object(I, phase, m)
         sup0 = support_from_object(obj0)
         info.update(dl_phase_seconds=time.perf_counter() - t0, dl_phase_region_start=pinf["region_start"],
