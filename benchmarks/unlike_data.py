@@ -52,13 +52,14 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=6)
     ap.add_argument("--gap", type=int, default=6)
     ap.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (default: finetune's)")
+    ap.add_argument("--weights", default=None, help="inpainting weights (default: shipped)")
     a = ap.parse_args(argv)
     import copy
     from pynx_dlgap.evaluate.metrics import gap_metrics
     from pynx_dlgap.inpaint.baselines import fill_loglinear
     from pynx_dlgap.inpaint.infer import inpaint, load_inpaint_model
     from pynx_dlgap.training.finetune import finetune
-    base, card = load_inpaint_model()
+    base, card = load_inpaint_model(a.weights)
     t0 = time.perf_counter()
     rows = []
     for i in range(a.n):

@@ -88,6 +88,32 @@ def test_train_checkpoint_resume_and_export(tmp_path):
         train(out, **dict(_tiny_args(out, 6), patch=32))
 
 
+def test_kept_checkpoints_and_averaged_export(tmp_path):
+    """keep_every keeps the weights of steps 2 and 4; export(average=2) writes their mean,
+    checked against a float64 numpy mean of the two kept state dicts."""
+    from pynx_dlgap.models.weights import load_weights
+    from pynx_dlgap.training.trainer import average_state_dicts, export, kept_checkpoints, train
+    out = tmp_path / "run"
+    train(out, **dict(_tiny_args(out, 4), keep_every=2))
+    kept = kept_checkpoints(out)
+    assert [s for s, _ in kept] == [2, 4]
+    sd = [torch.load(f, weights_only=True)["model"] for _, f in kept]
+    assert "opt" not in torch.load(kept[0][1], weights_only=True)  # weights only
+    assert any(not torch.equal(sd[0][k], sd[1][k]) for k in sd[0])
+    export(out, tmp_path / "avg.safetensors", average=2)
+    model, card = load_weights(tmp_path / "avg.safetensors")
+    assert card["training"]["averaged_checkpoint_steps"] == [2, 4]
+    got = model.state_dict()
+    for k, v in sd[0].items():
+        if v.is_floating_point():
+            ref = (sd[0][k].numpy().astype(np.float64) + sd[1][k].numpy().astype(np.float64)) / 2
+            np.testing.assert_allclose(got[k].numpy(), ref, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="keeps 2 checkpoints"):
+        export(out, tmp_path / "x.safetensors", average=3)
+    with pytest.raises(ValueError, match="different architectures"):
+        average_state_dicts([{"a": torch.zeros(2)}, {"b": torch.zeros(2)}])
+
+
 def test_ddp_two_processes_gloo(tmp_path):
     out = tmp_path / "ddp"
     a = _tiny_args(out, 2)

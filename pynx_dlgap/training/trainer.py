@@ -15,6 +15,9 @@ checkpoints::
 ``--init WEIGHTS`` starts a new run from trained weights (fine-tuning, or a longer run
 on other hardware); ``--workers N`` simulates the patches in N loader processes (GPU
 training); ``--time-limit``/``--session-seconds`` as in ``pynx-dlgap train-phase``.
+``--keep-every N`` keeps the model's weights every N steps (``ckpt_<step>.pt``), and
+``--export W --average-last K`` exports the mean of the last K of them (checkpoint
+averaging) instead of the last weights.
 
 Checkpoints hold only tensors and plain numbers and are read back with
 ``torch.load(weights_only=True)``.
@@ -36,13 +39,13 @@ from .data import PatchStream
 from .losses import CombinedInpaintLoss
 from .schedule import cosine_lr, hardware, progress
 
-__all__ = ["train", "export", "init_from_weights", "load_checkpoint", "validation_set", "evaluate_batches", "add_cli"]
+__all__ = ["train", "export", "keep_weights", "kept_checkpoints", "average_state_dicts", "init_from_weights", "load_checkpoint", "validation_set", "evaluate_batches", "add_cli"]
 
 DEFAULTS = dict(model="inpaint3d_small", dims=3, patch=32, batch=16, steps=20000, lr=1e-3, weight_decay=1e-4,
                 warmup=100, bf16=True, channels_last=False, seed=1, val_seed=999_999, val_batches=8,
                 val_every=250, ckpt_every=250, w_mse=1.0, w_l1=0.0, w_ssim=0.5, w_grad=1.0, w_amp=1.0, regime="mixed",
                 widths=list(range(1, 13)), source=64, threads=0, workers=0, time_limit=0.0, session_seconds=0.0,
-                init="")
+                init="", keep_every=0)
 
 
 def _dist():
@@ -289,6 +292,8 @@ def train(out, **overrides):
             t_last = time.perf_counter()
         if step % cfg["ckpt_every"] == 0 or step == cfg["steps"] or over:
             _save_ckpt(ckpt, model, opt, step, seconds, stream, cfg, rank, world, session)
+        if rank == 0 and cfg.get("keep_every") and step % int(cfg["keep_every"]) == 0:
+            keep_weights(out, model, step, seconds, cfg)
         if over:
             if rank == 0:
                 print(f"time reached at step {step}; re-run the same command to resume")
@@ -316,15 +321,73 @@ def _save_ckpt(path, model, opt, step, seconds, stream, cfg, rank, world, sessio
     os.replace(tmp, path)
 
 
-def export(out, weights, extra_card=None):
-    """Write the trained model of run folder ``out`` as shipped weights + JSON card."""
+def keep_weights(out, model, step, seconds, cfg):
+    """Keep the model's weights at ``step`` as ``out/ckpt_{step}.pt`` (no optimiser state):
+    the checkpoints :func:`export` can average (``keep_every``)."""
+    path = Path(out) / f"ckpt_{int(step)}.pt"
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": model.state_dict(), "step": int(step), "seconds": float(seconds),
+                "config": json.dumps(cfg)}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def kept_checkpoints(out) -> list:
+    """``[(step, path), ...]`` of the weights kept in run folder ``out`` (``ckpt_{step}.pt``), by step."""
+    found = []
+    for f in Path(out).glob("ckpt_*.pt"):
+        tail = f.stem[5:]
+        if tail.isdigit():
+            found.append((int(tail), f))
+    return sorted(found)
+
+
+def average_state_dicts(states):
+    """The mean of several state dicts of one architecture: floating tensors averaged in float64
+    and cast back to their dtype; other tensors (integer buffers) must agree and are kept."""
+    if not states:
+        raise ValueError("no state dicts to average")
+    keys = list(states[0])
+    for s in states[1:]:
+        if list(s) != keys:
+            raise ValueError("the checkpoints to average hold different architectures")
+    out = {}
+    for k in keys:
+        ts = [s[k] for s in states]
+        if ts[0].is_floating_point():
+            out[k] = (sum(t.double() for t in ts) / len(ts)).to(ts[0].dtype)
+        else:
+            if any(not torch.equal(t, ts[0]) for t in ts[1:]):
+                raise ValueError(f"non-floating tensor {k} differs between the checkpoints")
+            out[k] = ts[0].clone()
+    return out
+
+
+def export(out, weights, extra_card=None, average: int = 0):
+    """Write the trained model of run folder ``out`` as shipped weights + JSON card.
+
+    ``average`` = K > 1: the weights are the mean of the last K kept checkpoints
+    (``ckpt_{step}.pt``, written every ``keep_every`` steps; checkpoint averaging, which
+    smooths the noise of the last steps of a run); the card lists their steps.
+    """
     from ..models import build_model
     from ..models.weights import save_weights
     out = Path(out)
     st = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
     cfg = json.loads(st["config"])
     model = build_model(_model_spec(cfg["model"]))
-    model.load_state_dict(st["model"])
+    averaged = []
+    if average and int(average) > 1:
+        kept = kept_checkpoints(out)
+        if len(kept) < int(average):
+            raise ValueError(f"{out} keeps {len(kept)} checkpoints (ckpt_<step>.pt); --average-last {average} "
+                             f"needs at least that many (train with --keep-every)")
+        kept = kept[-int(average):]
+        states = [torch.load(f, map_location="cpu", weights_only=True)["model"] for _, f in kept]
+        model.load_state_dict(average_state_dicts(states))
+        averaged = [s for s, _ in kept]
+    else:
+        model.load_state_dict(st["model"])
     rows = list(csv.DictReader(open(out / "log.csv")))
     card = {
         "task": "inpaint",
@@ -344,6 +407,8 @@ def export(out, weights, extra_card=None):
                         "layouts": "plane (y or x) / cross (25%) / several (10%), random positions incl. edges"},
         "validation_last": {k: float(v) for k, v in rows[-1].items() if k.startswith("val_")} if rows else {},
     }
+    if averaged:
+        card["training"]["averaged_checkpoint_steps"] = averaged
     card.update(extra_card or {})
     return save_weights(model, weights, card)
 
@@ -362,6 +427,8 @@ def add_cli(sub):
         else:
             p.add_argument(f"--{k.replace('_', '-')}", dest=k, type=type(v), default=None, help=f"(default {v})")
     p.add_argument("--export", default=None, help="after training, write weights (.safetensors) + card here")
+    p.add_argument("--average-last", type=int, default=0,
+                   help="with --export: export the mean of the last K kept checkpoints (see --keep-every)")
 
     def run(a):
         kw = {k: getattr(a, k) for k in DEFAULTS}
@@ -370,7 +437,7 @@ def add_cli(sub):
         if rank == 0:
             print(json.dumps(last, indent=1))
             if a.export:
-                card = export(a.out, a.export)
+                card = export(a.out, a.export, average=a.average_last)
                 print(f"weights -> {a.export} (sha256 {card['sha256'][:12]}...)")
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             # every rank reaches this point before any tears gloo down (a rank leaving early aborted
