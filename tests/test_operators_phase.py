@@ -106,8 +106,8 @@ def test_opencl_matches_cpu(tiny, data, pynx_opencl):
     np.testing.assert_array_equal(dev_sup, cpu.get_support(shift=True).astype(bool))
 
 
-@pytest.mark.parametrize("estimated", [False, True])
-def test_device_start_matches_host_start(tiny, data, estimated):
+@pytest.mark.parametrize("estimated,bf16", [(False, False), (True, False), (False, True)])
+def test_device_start_matches_host_start(tiny, data, estimated, bf16):
     """The CUDA op's device step (_start_tensor), run here on a CPU tensor standing for the
     torch view of cdi._cu_iobs, gives the object and support the CPU op stores."""
     I, m, _ = data
@@ -115,7 +115,7 @@ def test_device_start_matches_host_start(tiny, data, estimated):
     stored = np.fft.fftshift(I).copy()
     ms = np.fft.fftshift(m)
     stored[ms] = -(stored[ms] + 1) * 1e19 if estimated else -1.05e38
-    op = DLPhaseInit(model=tiny, family="cpu")
+    op = DLPhaseInit(model=tiny, family="cpu", bf16=bf16)
     obj_h, sup_h = op._start(pc.CDI(stored.copy()))
     obj_t, sup_t = op._start_tensor(torch.from_numpy(stored.copy()))
     got = np.fft.ifftshift(obj_t.numpy())  # stored -> centred (even shape)
