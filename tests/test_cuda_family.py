@@ -96,7 +96,9 @@ def test_cuda_dlinpaint_on_device_matches_loglinear_and_cpu(shared):
                                np.log1p(cpu.get_iobs(shift=True)[m].astype(np.float64)), atol=2e-3)
 
 
-def test_cuda_dlphaseinit_on_device_matches_cpu(shared):
+@pytest.mark.parametrize("bf16", [False, True])
+def test_cuda_dlphaseinit_on_device_matches_cpu(shared, bf16):
+    """bf16: the GPU start under bfloat16 autocast against the CPU float32 start (close, not equal)."""
     from test_phase import TINY_PHASE2
     torch.manual_seed(0)
     tiny = build_model(TINY_PHASE2)
@@ -108,7 +110,7 @@ def test_cuda_dlphaseinit_on_device_matches_cpu(shared):
     pcu, pc = import_pynx_cdi("cuda"), import_pynx_cdi("cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        cdi = DLPhaseInit(model=tiny, family="cuda") * _cdi(pc, I, m)
+        cdi = DLPhaseInit(model=tiny, family="cuda", bf16=bf16) * _cdi(pc, I, m)
         info = cdi.dl_phase_init_info
         obj = cdi.get_obj(shift=True)
         sup = cdi.get_support(shift=True).astype(bool)
@@ -118,5 +120,5 @@ def test_cuda_dlphaseinit_on_device_matches_cpu(shared):
     cpu = DLPhaseInit(model=tiny, family="cpu") * _cdi(pc, I, m)
     ref = cpu.get_obj(shift=True)
     ncc = abs(np.vdot(obj, ref)) / np.linalg.norm(obj) / np.linalg.norm(ref)
-    assert ncc > 1 - 1e-4
-    assert np.count_nonzero(sup != cpu.get_support(shift=True).astype(bool)) <= max(2, sup.size // 2000)
+    assert ncc > (0.98 if bf16 else 1 - 1e-4)
+    assert np.count_nonzero(sup != cpu.get_support(shift=True).astype(bool)) <= max(2, sup.size // (50 if bf16 else 2000))
