@@ -86,8 +86,8 @@ def one_case(args):
         rows.append(dict(level=lname, seed=seed, method=name, phase_rms=e["phase_rms"],
                          modulus_error=e["modulus_error"], success=float(ok), llk=llk, iters=it, seconds=sec,
                          start=start))
-    first = None
-    for prec in precisions:  # the first precision's start also feeds dl+noise and dl+chain+dt
+    runs = {}  # precision -> (phase, start object, support, chain result, dl+chain row)
+    for prec in precisions:
         sfx = "" if prec == "fp32" else f"-{prec}"
         t0 = time.perf_counter()
         ph_p = predict_phase(I, m, model=model, bf16=prec == "bf16")
@@ -95,19 +95,16 @@ def one_case(args):
         sup_p = support_from_object(o_p)
         t_dl = time.perf_counter() - t0
         score("dl-only" + sfx, o_p, sec=t_dl)
-        if first is None:
-            first = (ph_p, o_p, sup_p)
-        else:  # the prediction's difference from the first precision's, weighted as the loss
+        if runs:  # the prediction's difference from the first precision's, weighted as the loss
             w = phase_input(I, m)[0].astype(np.float64)
-            d = np.angle(np.exp(1j * (ph_p.astype(np.float64) - first[0])))
+            d = np.angle(np.exp(1j * (ph_p.astype(np.float64) - runs[precisions[0]][0])))
             rows[-1]["pred_diff"] = float(np.sqrt(np.sum(w * d ** 2) / np.sum(w)))
         r = phase_pattern(I, m, obj0=o_p, support0=sup_p, chain=dict(chain, detwin=False))
         score("dl+chain" + sfx, r.obj, r.llk, iters_to_5pct(r.llk_history, r.llk), r.seconds + t_dl,
               failed=r.failed)
         rows[-1]["dl_seconds"] = t_dl
-        if len(first) == 3:
-            first += (r, dict(rows[-1]))
-    ph, o0, sup0, r, row0 = first
+        runs[prec] = (ph_p, o_p, sup_p, r, dict(rows[-1]))
+    ph, o0, sup0, r, row0 = runs[precisions[0]]  # the first precision feeds dl+noise and dl+chain+dt
     if dl_k > 1:
         from pynx_dlgap.phase.predict import smooth_noise
         best_dl = (r.llk, row0) if r.failed is None else None

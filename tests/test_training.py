@@ -114,6 +114,16 @@ def test_kept_checkpoints_and_averaged_export(tmp_path):
         average_state_dicts([{"a": torch.zeros(2)}, {"b": torch.zeros(2)}])
 
 
+def test_average_last_without_kept_checkpoints_fails_before_training(tmp_path):
+    out = tmp_path / "run"
+    base = [sys.executable, "-m", "pynx_dlgap.cli", "train", "--out", str(out), "--steps", "1"]
+    for extra, msg in ((["--average-last", "3", "--export", str(tmp_path / "w.safetensors")], "--keep-every"),
+                       (["--average-last", "3"], "--export")):
+        r = subprocess.run(base + extra, capture_output=True, text=True, timeout=300)
+        assert r.returncode != 0 and msg in r.stderr, r.stderr[-1000:]
+        assert not out.exists()  # no training started
+
+
 def test_ddp_two_processes_gloo(tmp_path):
     out = tmp_path / "ddp"
     a = _tiny_args(out, 2)

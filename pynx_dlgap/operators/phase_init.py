@@ -169,7 +169,7 @@ class _DLPhaseInitCore:
         # only the model's input box goes through the host (phase_input is numpy)
         ph_box = predict_on_box(self._model, I_box.cpu().numpy(), m_box.cpu().numpy(), dev, bf16=self._bf16)
         info = {"peak": list(peak), "region_start": list(start), "region_shape": list(size),
-                "seconds": time.perf_counter() - t0, "device": str(dev)}
+                "seconds": time.perf_counter() - t0, "device": str(dev), "bf16": self._bf16}
         nb = self._noise_box(size)
         if nb is not None:
             ph_box = ph_box + torch.from_numpy(nb).to(dev)

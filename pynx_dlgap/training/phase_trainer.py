@@ -26,7 +26,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ import torch
 
 from ..phase.inputs import PHASE_CHANNELS
 from .losses import wca_loss
-from .schedule import cosine_lr, hardware, progress as _progress
+from .schedule import atomic_save, cosine_lr, hardware, progress as _progress
 from .phase_data import VAL_SEED_BASE, PhaseStream, phase_sample
 from .trainer import _model_spec, init_from_weights, load_checkpoint
 
@@ -178,9 +177,7 @@ def train_phase(out, **overrides):
             st = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "seconds": seconds,
                   "session": session, "config": json.dumps(cfg),
                   "hardware": hardware(device)}
-            tmp = ckpt.with_name(ckpt.name + ".tmp")
-            torch.save(st, tmp)
-            os.replace(tmp, ckpt)
+            atomic_save(st, ckpt)
         if over:
             done = cfg["time_limit"] and elapsed >= cfg["time_limit"]
             print(f"{'time budget' if done else 'session time'} reached at step {step}"

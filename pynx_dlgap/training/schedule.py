@@ -1,4 +1,4 @@
-"""Learning-rate schedule and training progress shared by the trainers.
+"""Learning-rate schedule, training progress and checkpoint writing shared by the trainers.
 
 ``progress`` is the fraction of the run done: ``step / steps``, or, with a
 time budget (``time_limit`` seconds of training in total, summed over resumed
@@ -15,7 +15,15 @@ import platform
 
 import torch
 
-__all__ = ["progress", "cosine_lr", "hardware"]
+__all__ = ["progress", "cosine_lr", "hardware", "atomic_save"]
+
+
+def atomic_save(obj, path) -> None:
+    """``torch.save(obj, path)`` through a temporary file and a rename: an interrupted save
+    never leaves a truncated checkpoint behind."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 def hardware(device: str) -> str:

@@ -37,7 +37,7 @@ from ..inpaint.patches import INPAINT_CHANNELS, prepare_batch, to_counts
 from ..normalize import normalize_patch
 from .data import PatchStream
 from .losses import CombinedInpaintLoss
-from .schedule import cosine_lr, hardware, progress
+from .schedule import atomic_save, cosine_lr, hardware, progress
 
 __all__ = ["train", "export", "keep_weights", "kept_checkpoints", "average_state_dicts", "init_from_weights", "load_checkpoint", "validation_set", "evaluate_batches", "add_cli"]
 
@@ -292,7 +292,7 @@ def train(out, **overrides):
             t_last = time.perf_counter()
         if step % cfg["ckpt_every"] == 0 or step == cfg["steps"] or over:
             _save_ckpt(ckpt, model, opt, step, seconds, stream, cfg, rank, world, session)
-        if rank == 0 and cfg.get("keep_every") and step % int(cfg["keep_every"]) == 0:
+        if rank == 0 and cfg["keep_every"] and step % int(cfg["keep_every"]) == 0:
             keep_weights(out, model, step, seconds, cfg)
         if over:
             if rank == 0:
@@ -316,19 +316,15 @@ def _save_ckpt(path, model, opt, step, seconds, stream, cfg, rank, world, sessio
     st = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "seconds": seconds,
           "stream_k": ks, "stream_seed": ss, "session": session, "config": json.dumps(cfg),
           "hardware": hardware(next(model.parameters()).device.type)}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(st, tmp)
-    os.replace(tmp, path)
+    atomic_save(st, path)
 
 
 def keep_weights(out, model, step, seconds, cfg):
     """Keep the model's weights at ``step`` as ``out/ckpt_{step}.pt`` (no optimiser state):
     the checkpoints :func:`export` can average (``keep_every``)."""
     path = Path(out) / f"ckpt_{int(step)}.pt"
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": model.state_dict(), "step": int(step), "seconds": float(seconds),
-                "config": json.dumps(cfg)}, tmp)
-    os.replace(tmp, path)
+    atomic_save({"model": model.state_dict(), "step": int(step), "seconds": float(seconds),
+                 "config": json.dumps(cfg)}, path)
     return path
 
 
@@ -432,6 +428,10 @@ def add_cli(sub):
 
     def run(a):
         kw = {k: getattr(a, k) for k in DEFAULTS}
+        if a.average_last < 0 or (a.average_last and not a.export):
+            raise SystemExit("--average-last K needs K >= 0 and --export")
+        if a.average_last > 1 and not (a.keep_every or kept_checkpoints(a.out)):  # before any training
+            raise SystemExit(f"--average-last {a.average_last} averages kept checkpoints: train with --keep-every N")
         last = train(a.out, **kw)
         rank, _ = _dist()
         if rank == 0:
