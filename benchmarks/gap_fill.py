@@ -31,7 +31,9 @@ rad) so that random starts converge and the gap is what differs.
 With ``--weights`` (a file, or ``shipped``) both tables get the DL rows: ``dl``
 (the model's fill) and ``dl+check`` (what the package does by default: the
 self-check of :mod:`pynx_dlgap.inpaint.selfcheck` picks the model or log-linear
-interpolation per pattern).
+interpolation per pattern). ``--tta K ...`` adds ``dl-ttaK`` rows: the model
+averaged over K flip/transposition views of each patch (``inpaint(tta=K)``,
+:mod:`pynx_dlgap.inpaint.tta`), in both tables.
 """
 from __future__ import annotations
 
@@ -66,6 +68,8 @@ def main(argv=None):
                         "(high counts, floors, fringes to the edges: the measured-like end), or a number in [0, 1]")
     p.add_argument("--weights", default=None,
                    help="add the DL model ('dl' rows): a weights file, or 'shipped' for the package's weights")
+    p.add_argument("--tta", type=int, nargs="*", default=[],
+                   help="with --weights: also the test-time ensembles of these numbers of views ('dl-ttaK' rows)")
     a = p.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -94,9 +98,11 @@ def main(argv=None):
         def fill_checked(I, m):  # what users get by default: the self-check picks DL or log-linear
             with contextlib.redirect_stdout(io.StringIO()):
                 return inpaint(I, m, model=model, progress=False, check=True)
-        dl = {"dl": fill_dl, "dl+check": fill_checked}
+        def fill_tta(k):
+            return lambda I, m: inpaint(I, m, model=model, progress=False, tta=k)
+        dl = {"dl": fill_dl, **{f"dl-tta{k}": fill_tta(k) for k in a.tta if k > 1}, "dl+check": fill_checked}
         fast.update(dl)
-        a.methods = [*a.methods, "dl", "dl+check"]
+        a.methods = [*a.methods, *dl]
     cols = ["pcc_log", "pcc", "ssim_log", "r_factor", "mae_log", "amp", "seconds"]
     best = {"pcc_log": "max", "pcc": "max", "ssim_log": "max", "r_factor": "min", "mae_log": "min", "amp": "min"}
     fmt = {"seconds": "{:.3f}", "n": "{:.0f}"}

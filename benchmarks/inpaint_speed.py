@@ -17,7 +17,9 @@ gap cross (one arm beside the Bragg peak, one just past it).
 
 Both are timed in this process, one after the other, and scored in the gap
 against the simulated truth: PCC and MAE of log(I+1), and the relative amplitude
-error ``sum (sqrt f - sqrt t)^2 / sum t``. ``--ref-limit K`` times only K random
+error ``sum (sqrt f - sqrt t)^2 / sum t``. ``--tta K ...`` adds ours in bf16 with the test-time ensemble of K flip/transposition
+views per patch (``inpaint(tta=K)``: K model calls per patch, averaged).
+``--ref-limit K`` times only K random
 windows of the reference and extrapolates its time (the errors are then not
 printed for it). Then ours on a 256×256×128 pattern (same recipe), in a child
 process whose peak resident memory is reported.
@@ -115,6 +117,8 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu", help="torch device of both (default cpu)")
     ap.add_argument("--overlaps", type=int, nargs="*", default=[],
                     help="also time ours with these patch overlaps (default plan: half a patch, 16)")
+    ap.add_argument("--tta", type=int, nargs="*", default=[],
+                    help="also time ours in bf16 with these numbers of test-time views per patch")
     a = ap.parse_args(argv)
     from pynx_dlgap.inpaint.infer import inpaint, load_inpaint_model
     model, card = load_inpaint_model()
@@ -140,6 +144,12 @@ def main(argv=None):
         f, info = inpaint(I, m, model, progress=False, batch_size=a.batch, return_info=True, device=a.device,
                           overlap=ov)
         rows.append((f"ours, overlap {ov} (batch {a.batch})", info["n_patches"], time.perf_counter() - t0,
+                     _scores(I, f, m)))
+    for k in a.tta:
+        t0 = time.perf_counter()
+        f, info = inpaint(I, m, model, progress=False, batch_size=a.batch, bf16=True, return_info=True,
+                          device=a.device, tta=k)
+        rows.append((f"ours bf16, tta {k} (batch {a.batch})", info["n_patches"], time.perf_counter() - t0,
                      _scores(I, f, m)))
     corners = reference_windows(m)
     n_ref = len(corners)

@@ -17,6 +17,9 @@ PyNX's own. New flags (group "pynx-dlgap deep-learning steps" in ``--help``):
 ``--dl-bf16 on|off``
     bfloat16 autocast for the inpainting and phase models (default off; several
     times faster on GPUs and on CPUs with bf16 instructions).
+``--dl-inpaint-tta K``
+    average the inpainting model over K flip/transposition views of each patch
+    (:mod:`pynx_dlgap.inpaint.tta`; default 1, the model alone; K times the model calls).
 ``--dl-inpaint-check on|off``
     self-check (default on): the DL fill is compared with log-linear interpolation on
     shifted copies of the gap cut into the scan's measured data
@@ -105,6 +108,7 @@ def runner_classes():
                 self.cdi = DLInpaint(model=model,
                                      mode=p.get("dl_inpaint_mode") or "estimate",
                                      bf16=p.get("dl_bf16", "off") == "on",
+                                     tta=1 if p.get("dl_inpaint_tta") is None else int(p["dl_inpaint_tta"]),
                                      check=p.get("dl_inpaint_check", "on") == "on") * self.cdi
                 inf = getattr(self.cdi, "dl_inpaint_info", {})
                 p["dl_inpaint_fill"] = str(inf.get("fill", "dl"))
@@ -202,6 +206,10 @@ def runner_classes():
                                   "(a hard constraint; worse in benchmarks/runner_dl.py)")
             grp.add_argument("--dl-bf16", "--dl_bf16", dest="dl_bf16", choices=["on", "off"], default="off",
                              help="bfloat16 autocast for the inpainting and phase models (faster on GPUs and bf16 CPUs)")
+            grp.add_argument("--dl-inpaint-tta", "--dl_inpaint_tta", dest="dl_inpaint_tta", type=int, default=1,
+                             metavar="K",
+                             help="with --dl-inpaint: average the model over K flip/transposition views of each "
+                                  "patch (1-16; default 1 = the model alone; K times the model calls)")
             grp.add_argument("--dl-inpaint-check", "--dl_inpaint_check", dest="dl_inpaint_check",
                              choices=["on", "off"], default="on",
                              help="self-check (default on): compare the DL fill with log-linear interpolation on "
@@ -240,6 +248,12 @@ def runner_classes():
                 raise ValueError(f"pynx-cdi-id01-dl: --dl-finetune must be >= 0 epochs, got {ft}")
             if int(ft) > 0 and self.params.get("dl_inpaint") is None:
                 raise ValueError("pynx-cdi-id01-dl: --dl-finetune needs --dl-inpaint (it fine-tunes that model)")
+            from .inpaint.tta import symmetry_views
+            try:
+                tta = self.params.get("dl_inpaint_tta")
+                symmetry_views(3, 1 if tta is None else int(tta))
+            except ValueError as e:
+                raise ValueError(f"pynx-cdi-id01-dl: --dl-inpaint-tta: {e}") from None
             try:
                 if self.params.get("dl_inpaint") is not None:
                     load_inpaint_model(_weights(self.params["dl_inpaint"], DEFAULT_WEIGHTS))

@@ -108,7 +108,7 @@ class _DLInpaintCore:
 
     family = None
 
-    def _setup(self, model, weights, mode, mask, overlap, batch_size, progress, check=False, bf16=False):
+    def _setup(self, model, weights, mode, mask, overlap, batch_size, progress, check=False, bf16=False, tta=1):
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         if model is not None and weights is not None:
@@ -122,6 +122,9 @@ class _DLInpaintCore:
         self.progress = bool(progress)
         self.check = bool(check)
         self.bf16 = bool(bf16)
+        from ..inpaint.tta import symmetry_views, with_views
+        symmetry_views(3 if model is None else int(model.config["kwargs"].get("dims", 3)), tta)
+        self.tta = int(tta)
         self.weights_sha256 = None
         self.weights = None
         if model is None:
@@ -133,7 +136,7 @@ class _DLInpaintCore:
         else:
             card = getattr(model, "card", None) or {}
             self.weights_sha256 = card.get("sha256")
-        self.model = model
+        self.model = with_views(model, self.tta)
 
     def __str__(self):
         return f"DLInpaint[{self.family}]"
@@ -153,7 +156,7 @@ class _DLInpaintCore:
         n = int(np.count_nonzero(to_fill))
         info = dict(operator="DLInpaint", family=self.family, mode=self.mode, voxels_filled=0,
                     voxels_estimated_before=n_estimated, explicit_mask=self.mask is not None,
-                    weights=self.weights, weights_sha256=self.weights_sha256)
+                    weights=self.weights, weights_sha256=self.weights_sha256, tta=self.tta)
         if n == 0:
             warnings.warn("DLInpaint: cdi.iobs has no masked or estimated pixel; nothing to inpaint (no-op)",
                           stacklevel=4)
@@ -261,9 +264,9 @@ def _make_cpu_class():
         family = "cpu"
 
         def __init__(self, model=None, weights=None, mode="observed", mask=None, overlap=None,
-                     batch_size=32, progress=False, check=False, bf16=False):
+                     batch_size=32, progress=False, check=False, bf16=False, tta=1):
             CPUOperatorCDI.__init__(self)
-            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16)
+            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16, tta)
 
         def op(self, cdi):
             new = self._new_iobs(cdi)
@@ -287,9 +290,9 @@ def _make_opencl_class():
         family = "opencl"
 
         def __init__(self, model=None, weights=None, mode="observed", mask=None, overlap=None,
-                     batch_size=32, progress=False, check=False, bf16=False, processing_unit=None):
+                     batch_size=32, progress=False, check=False, bf16=False, processing_unit=None, tta=1):
             CLOperatorCDI.__init__(self, processing_unit=processing_unit)
-            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16)
+            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16, tta)
 
         def op(self, cdi):
             # prepare_data has put obj/support/iobs on the device; host iobs is authoritative
@@ -317,11 +320,11 @@ def _make_cuda_class():
         family = "cuda"
 
         def __init__(self, model=None, weights=None, mode="observed", mask=None, overlap=None,
-                     batch_size=32, progress=False, check=False, bf16=False, processing_unit=None):
+                     batch_size=32, progress=False, check=False, bf16=False, processing_unit=None, tta=1):
             from ..pynx_backend import init_pynx_cuda
             self.shared_context = init_pynx_cuda()  # before PyNX makes a context of its own
             CUOperatorCDI.__init__(self, processing_unit=processing_unit)
-            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16)
+            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16, tta)
 
         def op(self, cdi):
             import torch
@@ -391,7 +394,8 @@ def dlinpaint_class(family: str | None = None):
 
 
 def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overlap=None, batch_size: int = 32,
-              *, family: str | None = None, progress: bool = False, check: bool = False, bf16: bool = False):
+              *, family: str | None = None, progress: bool = False, check: bool = False, bf16: bool = False,
+              tta: int = 1):
     """A PyNX operator filling the masked voxels of ``cdi.iobs`` with the DL inpainting model.
 
     ``cdi = DLInpaint(...) * cdi``; composable: ``cdi = ER**50 * DLInpaint() * cdi``.
@@ -410,6 +414,8 @@ def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overl
         copies of the gap; the outcome is in ``cdi.dl_inpaint_info['check']``.
     :param bf16: bfloat16 autocast for the model calls (faster on CPUs with bf16 support and
         on GPUs; ``benchmarks/inpaint_speed.py`` measures its gap errors against fp32).
+    :param tta: test-time ensemble over this many flip/transposition views of each patch
+        (``inpaint(tta=)``, :mod:`pynx_dlgap.inpaint.tta`); 1 = the model alone.
     :param family: ``'cpu'`` / ``'opencl'`` / ``'cuda'`` to force a family; default the family
         of ``pynx.cdi.ER``.
     :raises PyNXUnavailable: PyNX missing (with the install hint).
@@ -423,4 +429,4 @@ def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overl
         from ..pynx_backend import init_pynx_opencl
         init_pynx_opencl()  # keeps a device already set; else a GPU, else PoCL
     return cls(model=model, weights=weights, mode=mode, mask=mask, overlap=overlap, batch_size=batch_size,
-               progress=progress, check=check, bf16=bf16)
+               progress=progress, check=check, bf16=bf16, tta=tta)

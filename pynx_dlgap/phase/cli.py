@@ -48,6 +48,10 @@ def add_cli(sub):
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast for the DL models (several times faster on GPUs and on CPUs with bf16 "
                         "instructions; benchmarks/phase_init.py --dl-precision fp32 bf16 compares)")
+    p.add_argument("--tta", type=int, default=1,
+                   help="with --inpaint: average the inpainting model over this many flip/transposition views of "
+                        "each patch (1-16 in 3-D, 1-8 in 2-D; default 1; K times the model calls; "
+                        "benchmarks/gap_fill.py --tta measures it)")
     p.add_argument("--raar", type=int, default=600)
     p.add_argument("--er", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
@@ -72,6 +76,13 @@ def run_phase(a):
     inputs = [a.data] + ([a.mask] if a.mask else [])
     check_output_path(out, inputs, a.overwrite)
     check_output_path(png, inputs, a.overwrite)
+    from ..inpaint.tta import symmetry_views
+    try:
+        symmetry_views(iobs.ndim, a.tta)
+    except ValueError as e:
+        import sys
+        print(f"pynx-dlgap phase: error: --tta: {e}", file=sys.stderr)
+        return 2
     if a.pynx == "cuda":  # the backend is checked before any work (CUDAUnavailable / OpenCLUnavailable)
         from ..pynx_backend import init_pynx_cuda
         init_pynx_cuda()
@@ -91,8 +102,8 @@ def run_phase(a):
     I, m, est = iobs, mask, None
     if imodel is not None:
         t0 = time.perf_counter()
-        I, iinf = inpaint(iobs, mask, model=imodel, check=a.check, return_info=True, bf16=a.bf16)
-        info.update(dl_inpaint_fill=iinf["method"])
+        I, iinf = inpaint(iobs, mask, model=imodel, check=a.check, return_info=True, bf16=a.bf16, tta=a.tta)
+        info.update(dl_inpaint_fill=iinf["method"], dl_inpaint_tta=int(a.tta))
         m = np.zeros_like(mask)
         est = mask if a.fill_as == "estimate" else None
         info.update(dl_inpaint_voxels=int(mask.sum()), dl_inpaint_seconds=time.perf_counter() - t0,

@@ -1,0 +1,155 @@
+"""Test-time symmetric ensemble (pynx_dlgap.inpaint.tta, inpaint(tta=), DLInpaint(tta=), CLI --tta).
+
+References: the group property (an average over the whole group of flips x detector-axes
+transposition is exactly equivariant: f(g x) = g f(x)), checked with numpy flips on
+freshly drawn inputs; the ensemble of views against an independent numpy average of the
+model run on each transformed input; and the whole-pattern symmetry it gives ``inpaint``
+(flipping the pattern flips the fill) with the shipped model.
+"""
+import numpy as np
+import pytest
+import torch
+
+from pynx_dlgap.inpaint.infer import inpaint, load_inpaint_model
+from pynx_dlgap.inpaint.tta import SymmetricEnsemble, n_symmetries, symmetry_views, with_views
+from pynx_dlgap.simulate.gaps import cross
+
+from test_infer import _cli, pattern, tiny  # noqa: E402
+
+
+def _np_apply(a, flips, t):
+    """g x on a numpy (B, C, *spatial) array: flip the spatial axes, then swap the last two."""
+    for ax in flips:
+        a = np.flip(a, 2 + ax)
+    return np.swapaxes(a, -1, -2) if t else a
+
+
+def _np_invert(a, flips, t):
+    if t:
+        a = np.swapaxes(a, -1, -2)
+    for ax in flips:
+        a = np.flip(a, 2 + ax)
+    return a
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_views_are_the_whole_group_without_repeats(dims):
+    n = n_symmetries(dims)
+    views = symmetry_views(dims, n)
+    assert len(set(views)) == n == 2 ** dims * 2
+    assert views[0] == ((), False)
+    assert views[1] == (tuple(range(dims)), True)  # the most different view comes second
+    for k in (0, n + 1):
+        with pytest.raises(ValueError, match="between 1 and"):
+            symmetry_views(dims, k)
+
+
+def test_with_views_one_is_the_model_and_bad_values_refused():
+    m = tiny()
+    assert with_views(m, 1) is m
+    e = with_views(m, 4)
+    assert isinstance(e, SymmetricEnsemble) and e.k == 4 and e.config == m.config
+    with pytest.raises(ValueError, match=">= 1"):
+        with_views(m, 0)
+    with pytest.raises(ValueError, match="between 1 and 16"):
+        with_views(m, 17)
+    with pytest.raises(ValueError, match="already"):
+        SymmetricEnsemble(e, 2)
+
+
+@pytest.mark.parametrize("k", [2, 5])
+def test_ensemble_is_the_numpy_mean_of_the_views(k):
+    rng = np.random.default_rng()
+    m = tiny(perturb=True, seed=int(rng.integers(1000))).double()
+    x = rng.normal(size=(2, 3, 8, 12, 12))
+    ens = SymmetricEnsemble(m, k)
+    got = ens(torch.from_numpy(x)).detach().numpy()
+    ref = np.zeros_like(got)
+    with torch.no_grad():
+        for flips, t in symmetry_views(3, k):
+            y = m(torch.from_numpy(np.ascontiguousarray(_np_apply(x, flips, t)))).numpy()
+            ref += _np_invert(y, flips, t)
+    ref /= k
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+    assert np.abs(got - m(torch.from_numpy(x)).detach().numpy()).max() > 1e-3  # the views differ  # the views differ
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_full_ensemble_is_equivariant(dims):
+    rng = np.random.default_rng()
+    m = tiny(dims=dims, perturb=True, seed=int(rng.integers(1000))).double()
+    shape = (2, 3) + ((8,) if dims == 3 else ()) + (12, 12)
+    x = rng.normal(size=shape)
+    ens = SymmetricEnsemble(m, n_symmetries(dims))
+    with torch.no_grad():
+        fx = ens(torch.from_numpy(x)).numpy()
+        for flips, t in symmetry_views(dims, n_symmetries(dims))[1:]:
+            fgx = ens(torch.from_numpy(np.ascontiguousarray(_np_apply(x, flips, t)))).numpy()
+            np.testing.assert_allclose(fgx, _np_apply(fx, flips, t), rtol=1e-5, atol=1e-6)
+        # the model alone is not: the test can fail
+        y, yg = m(torch.from_numpy(x)).numpy(), m(torch.from_numpy(np.ascontiguousarray(_np_apply(x, (0,), False))))
+        assert np.abs(yg.numpy() - _np_apply(y, (0,), False)).max() > 1e-3
+
+
+def test_inpaint_tta_full_group_commutes_with_flipping_the_pattern():
+    """With all 16 views the shipped model's whole-pattern fill of a flipped pattern is the
+    flipped fill (the plan is flip-symmetric for an even-width gap); with one view it is not."""
+    model, _ = load_inpaint_model()
+    shape = (32, 40, 40)
+    seed = int(np.random.default_rng().integers(1 << 30))
+    I = pattern(shape, seed)
+    m = cross(6, 14, 20).mask(shape)
+    axes = (0, 1, 2)
+    fl = lambda a: np.flip(a, axes).copy()  # noqa: E731
+    for k, same in ((16, True), (1, False)):
+        a = inpaint(I, m, model, progress=False, tta=k, batch_size=8)
+        b = inpaint(fl(I), fl(m), model, progress=False, tta=k, batch_size=8)
+        la, lb = np.log1p(a[m]), np.log1p(fl(b)[m])
+        if same:
+            np.testing.assert_allclose(lb, la, atol=2e-4)
+        else:
+            assert np.abs(lb - la).max() > 1e-3
+    info = inpaint(I, m, model, progress=False, tta=2, return_info=True)[1]
+    assert info["tta"] == 2 and info["method"] == "dl"
+    with pytest.raises(ValueError, match="between 1 and 16"):
+        inpaint(I, m, model, progress=False, tta=20)
+
+
+@pytest.mark.pynx
+def test_dlinpaint_operator_tta_matches_inpaint():
+    pytest.importorskip("pynx.cdi.cpu_operator", reason="real PyNX is needed (make setup)")
+    from pynx_dlgap.evaluate.phasing import import_pynx_cdi
+    from pynx_dlgap.operators import DLInpaint
+    pc = import_pynx_cdi("cpu")
+    shape = (32, 40, 40)
+    I = pattern(shape, int(np.random.default_rng().integers(1 << 30)))
+    m = cross(4, 12, 22).mask(shape)
+    model = tiny(perturb=True)
+    cdi = pc.CDI(np.fft.fftshift(I).copy(), mask=np.fft.fftshift(m).astype(np.int8))
+    cdi = DLInpaint(model=model, family="cpu", tta=3) * cdi
+    assert cdi.dl_inpaint_info["tta"] == 3
+    got = cdi.get_iobs(shift=True)[m]
+    ref = inpaint(np.where(m, 0, I), m, model, progress=False, tta=3)[m]
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+    with pytest.raises(ValueError, match="between 1 and 16"):
+        DLInpaint(model=model, family="cpu", tta=17)
+
+
+def test_cli_tta(tmp_path, capsys):
+    from pynx_dlgap.models import save_weights
+    shape = (32, 40, 44)
+    I = pattern(shape, 3)
+    m = cross(6, 15, 20).mask(shape)
+    np.savez(tmp_path / "data.npz", data=I)
+    np.savez(tmp_path / "mask.npz", mask=m)
+    w = tmp_path / "tiny.safetensors"
+    save_weights(tiny(perturb=True), w, {"task": "inpaint", "gap_widths_supported": [1, 12]})
+    out = tmp_path / "out.npz"
+    args = ["inpaint", str(tmp_path / "data.npz"), "--mask", str(tmp_path / "mask.npz"), "--weights", str(w),
+            "--quiet", "--no-check"]
+    assert _cli(args + ["-o", str(out), "--tta", "4"]) == 0
+    with np.load(out) as z:
+        np.testing.assert_allclose(z["data"], inpaint(I, m, weights=w, progress=False, tta=4), rtol=1e-6)
+    assert _cli(args + ["-o", str(tmp_path / "bad.npz"), "--tta", "40"]) == 2
+    assert "between 1 and 16" in capsys.readouterr().err
+    assert not (tmp_path / "bad.npz").exists()
