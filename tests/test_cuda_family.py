@@ -96,6 +96,31 @@ def test_cuda_dlinpaint_on_device_matches_loglinear_and_cpu(shared):
                                np.log1p(cpu.get_iobs(shift=True)[m].astype(np.float64)), atol=2e-3)
 
 
+def test_cuda_dlinpaint_tta_matches_cpu(shared):
+    """The test-time ensemble (tta=4) on the GPU gives the CPU family's fill (a perturbed tiny
+    model, so that the views differ)."""
+    torch.manual_seed(1)
+    tiny = build_model(TINY_INPAINT)
+    with torch.no_grad():
+        for p in tiny.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    shape = (48, 48, 48)
+    seed = int(np.random.default_rng().integers(1_000_000))
+    I = np.asarray(simulate_3d(seed, shape, "measured", floor=0.0, diffuse=0.0)["intensity"], np.float32)
+    m = cross(4, 20, 26).mask(shape)
+    pc = import_pynx_cdi("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        gpu = DLInpaint(model=tiny, family="cuda", tta=4) * _cdi(pc, I, m)
+    assert gpu.dl_inpaint_info["tta"] == 4
+    got = np.log1p(gpu.get_iobs(shift=True)[m].astype(np.float64))
+    ref = np.log1p((DLInpaint(model=tiny, family="cpu", tta=4) * _cdi(pc, I, m)).get_iobs(shift=True)[m]
+                   .astype(np.float64))
+    one = np.log1p((DLInpaint(model=tiny, family="cpu") * _cdi(pc, I, m)).get_iobs(shift=True)[m].astype(np.float64))
+    np.testing.assert_allclose(got, ref, atol=2e-3)
+    assert np.abs(one - ref).max() > 1e-2  # the ensemble differs from the model alone
+
+
 @pytest.mark.parametrize("bf16", [False, True])
 def test_cuda_dlphaseinit_on_device_matches_cpu(shared, bf16):
     """bf16: the GPU start under bfloat16 autocast against the CPU float32 start (close, not equal)."""
