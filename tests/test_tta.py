@@ -55,6 +55,12 @@ def test_with_views_one_is_the_model_and_bad_values_refused():
         with_views(m, 17)
     with pytest.raises(ValueError, match="already"):
         SymmetricEnsemble(e, 2)
+    plain = torch.nn.Conv3d(3, 1, 3, padding=1)  # a model without a card/config: 3-D assumed
+    x = torch.randn(1, 3, 6, 8, 8)
+    with torch.no_grad():
+        y = with_views(plain, 2)(x)
+        ref = (plain(x) + plain(x.flip([2, 3, 4]).transpose(-1, -2)).transpose(-1, -2).flip([2, 3, 4])) / 2
+    torch.testing.assert_close(y, ref)
 
 
 @pytest.mark.parametrize("k", [2, 5])

@@ -123,7 +123,8 @@ class _DLInpaintCore:
         self.check = bool(check)
         self.bf16 = bool(bf16)
         from ..inpaint.tta import symmetry_views, with_views
-        symmetry_views(3 if model is None else int(model.config["kwargs"].get("dims", 3)), tta)
+        cfg = getattr(model, "config", None) or {}
+        symmetry_views(int(cfg.get("kwargs", {}).get("dims", 3)), tta)  # a bad tta fails here, before any work
         self.tta = int(tta)
         self.weights_sha256 = None
         self.weights = None
