@@ -344,14 +344,21 @@ def _cli(argv):
     return a.func(a)
 
 
-def test_cli(tmp_path, capsys):
+def cli_inputs(tmp_path, seed):
+    """``(I, m, w)``: a pattern with a 6-px cross written to ``data.npz`` / ``mask.npz`` in
+    ``tmp_path`` and a perturbed tiny model written to ``tiny.safetensors`` (path ``w``)."""
     shape = (32, 40, 44)
-    I = pattern(shape, 4)
+    I = pattern(shape, seed)
     m = cross(6, 15, 20).mask(shape)
     np.savez(tmp_path / "data.npz", data=I)
     np.savez(tmp_path / "mask.npz", mask=m)
     w = tmp_path / "tiny.safetensors"
     save_weights(tiny(perturb=True), w, {"task": "inpaint", "gap_widths_supported": [1, 12]})
+    return I, m, w
+
+
+def test_cli(tmp_path, capsys):
+    I, m, w = cli_inputs(tmp_path, 4)
     out = tmp_path / "out.npz"
     rc = _cli(["inpaint", str(tmp_path / "data.npz"), "--mask", str(tmp_path / "mask.npz"), "-o", str(out),
                "--weights", str(w), "--png", str(tmp_path / "ba.png"), "--overlap", "8", "--batch-size", "4",

@@ -14,7 +14,7 @@ from pynx_dlgap.inpaint.infer import inpaint, load_inpaint_model
 from pynx_dlgap.inpaint.tta import SymmetricEnsemble, n_symmetries, symmetry_views, with_views
 from pynx_dlgap.simulate.gaps import cross
 
-from test_infer import _cli, pattern, tiny  # noqa: E402
+from test_infer import _cli, cli_inputs, pattern, tiny  # noqa: E402
 
 
 def _np_apply(a, flips, t):
@@ -142,14 +142,7 @@ def test_dlinpaint_operator_tta_matches_inpaint():
 
 
 def test_cli_tta(tmp_path, capsys):
-    from pynx_dlgap.models import save_weights
-    shape = (32, 40, 44)
-    I = pattern(shape, 3)
-    m = cross(6, 15, 20).mask(shape)
-    np.savez(tmp_path / "data.npz", data=I)
-    np.savez(tmp_path / "mask.npz", mask=m)
-    w = tmp_path / "tiny.safetensors"
-    save_weights(tiny(perturb=True), w, {"task": "inpaint", "gap_widths_supported": [1, 12]})
+    I, m, w = cli_inputs(tmp_path, 3)
     out = tmp_path / "out.npz"
     args = ["inpaint", str(tmp_path / "data.npz"), "--mask", str(tmp_path / "mask.npz"), "--weights", str(w),
             "--quiet", "--no-check"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["symmetry_views", "n_symmetries", "SymmetricEnsemble", "with_views"]
+__all__ = ["symmetry_views", "n_symmetries", "model_dims", "SymmetricEnsemble", "with_views"]
 
 # indices into the product order below (transpose bit most significant, then the
 # flip bits of axes 0, 1, ...): identity, everything flipped + transposed, ...
@@ -31,6 +31,11 @@ _ORDER = {3: (0, 15, 6, 9, 3, 12, 5, 10, 1, 14, 2, 13, 4, 11, 7, 8),
 def n_symmetries(dims: int) -> int:
     """Number of elements of the training augmentations' group in ``dims`` dimensions."""
     return 2 ** int(dims) * 2
+
+
+def model_dims(model) -> int:
+    """Spatial dimensions of an inpainting model, from its ``config`` (3 for a model without one)."""
+    return int((getattr(model, "config", None) or {}).get("kwargs", {}).get("dims", 3))
 
 
 def symmetry_views(dims: int, k: int) -> list[tuple[tuple[int, ...], bool]]:
@@ -60,15 +65,12 @@ class SymmetricEnsemble(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module, k: int, dims: int | None = None):
         super().__init__()
-        cfg = getattr(model, "config", None)
         if isinstance(model, SymmetricEnsemble):
             raise ValueError("the model is already a symmetric ensemble")
-        if dims is None:
-            dims = int((cfg or {}).get("kwargs", {}).get("dims", 3))
         self.model = model
-        self.dims = int(dims)
+        self.dims = model_dims(model) if dims is None else int(dims)
         self.views = symmetry_views(self.dims, k)
-        self.config = cfg
+        self.config = getattr(model, "config", None)
 
     @property
     def k(self) -> int:

@@ -122,9 +122,8 @@ class _DLInpaintCore:
         self.progress = bool(progress)
         self.check = bool(check)
         self.bf16 = bool(bf16)
-        from ..inpaint.tta import symmetry_views, with_views
-        cfg = getattr(model, "config", None) or {}
-        symmetry_views(int(cfg.get("kwargs", {}).get("dims", 3)), tta)  # a bad tta fails here, before any work
+        from ..inpaint.tta import model_dims, symmetry_views, with_views
+        symmetry_views(model_dims(model), tta)  # a bad tta fails here, before the weights are read
         self.tta = int(tta)
         self.weights_sha256 = None
         self.weights = None
