@@ -29,7 +29,8 @@ floor spoils phasing whatever the fill) and a mild strain (phase range 1
 rad) so that random starts converge and the gap is what differs.
 
 With ``--weights`` (a file, or ``shipped``) both tables get the DL rows: ``dl``
-(the model's fill) and ``dl+check`` (what the package does by default: the
+(the model's fill, within the trust region of its card, ``inpaint``'s default), ``dl-raw``
+(the same without the trust region, when the card has one) and ``dl+check`` (what the package does by default: the
 self-check of :mod:`pynx_dlgap.inpaint.selfcheck` picks the model or log-linear
 interpolation per pattern). ``--tta K ...`` adds ``dl-ttaK`` rows: the model
 averaged over K flip/transposition views of each patch (``inpaint(tta=K)``,
@@ -95,12 +96,19 @@ def main(argv=None):
         def fill_dl(I, m):
             return inpaint(I, m, model=model, progress=False)
 
+        def fill_raw(I, m):  # the model's fill without the card's trust region
+            return inpaint(I, m, model=model, progress=False, trust=None)
+
         def fill_checked(I, m):  # what users get by default: the self-check picks DL or log-linear
             with contextlib.redirect_stdout(io.StringIO()):
                 return inpaint(I, m, model=model, progress=False, check=True)
         def fill_tta(k):
             return lambda I, m: inpaint(I, m, model=model, progress=False, tta=k)
-        dl = {"dl": fill_dl, **{f"dl-tta{k}": fill_tta(k) for k in a.tta if k > 1}, "dl+check": fill_checked}
+        trust = (card.get("inference") or {}).get("trust")
+        print(f"# trust region (card inference.trust): {trust}; 'dl' rows use it"
+              + (", 'dl-raw' rows are the model's fill without it" if trust is not None else ""))
+        dl = {**({"dl-raw": fill_raw} if trust is not None else {}), "dl": fill_dl,
+              **{f"dl-tta{k}": fill_tta(k) for k in a.tta if k > 1}, "dl+check": fill_checked}
         fast.update(dl)
         a.methods = [*a.methods, *dl]
     cols = ["pcc_log", "pcc", "ssim_log", "r_factor", "mae_log", "amp", "seconds"]

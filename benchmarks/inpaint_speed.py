@@ -6,14 +6,17 @@ gap cross (one arm beside the Bragg peak, one just past it).
 * **ours**: :func:`pynx_dlgap.inpaint.infer.inpaint`: the gap-only patch plan
   (patches centred on each gap plane, sliding with half-patch overlap, plus the
   crossing patches), batched model calls, window blending in log space
-  (fp32, and bf16 autocast);
+  (fp32, and bf16 autocast), with the trust region of the model card (``inpaint``'s
+  default); also without it (``ours, no trust region``);
 * **reference**: the strategy of the reference code (brief: "slides a 32³ window
   along the gap with stride 1 and calls the model one patch at a time, averaging
   overlaps"), re-implemented here with the *same* model and the same per-patch
   input preparation: for each gap plane, windows centred on the gap along its
   normal, at every position (stride 1) along the two other axes; one model call
   per window; every masked voxel of every window is averaged uniformly in log
-  space. 2 x 97² = 18,818 calls for 128³.
+  space. 2 x 97² = 18,818 calls for 128³. When the card has a trust region, the
+  same calls also give the reference fill within it (``reference + trust region``,
+  the correction of each window clipped as ``inpaint`` does; same time).
 
 Both are timed in this process, one after the other, and scored in the gap
 against the simulated truth: PCC and MAE of log(I+1), and the relative amplitude
@@ -70,11 +73,15 @@ def reference_windows(mask, patch=32):
     return corners
 
 
-def reference_fill(I, mask, model, corners, patch=32, device="cpu"):
-    """One model call per window, uniform average of log(I+1) over every masked voxel of each."""
+def reference_fill(I, mask, model, corners, patch=32, device="cpu", trusts=(None,)):
+    """One model call per window, uniform average of log(I+1) over every masked voxel of each.
+
+    ``trusts``: the fills returned, one per trust region (None: the model's output as is;
+    T: its correction clipped to +-T in log(I+1), as ``inpaint(trust=T)``), from the same
+    model calls. Returns ``(fills, missed)`` (fills in the order of ``trusts``)."""
     import torch
     from pynx_dlgap.inpaint.patches import prepare_batch, to_counts
-    acc = np.zeros(I.shape, np.float64)
+    acc = np.zeros((len(trusts),) + I.shape, np.float64)
     cnt = np.zeros(I.shape, np.float64)
     model.eval()
     with torch.inference_mode():
@@ -82,13 +89,18 @@ def reference_fill(I, mask, model, corners, patch=32, device="cpu"):
             sl = tuple(slice(a, a + patch) for a in lo)
             mp_ = mask[sl]
             x, st = prepare_batch(I[sl][None], mp_[None], device=device)
-            y = to_counts(model(x), st)[0].cpu().numpy()
-            acc[sl][mp_] += np.log1p(y[mp_].astype(np.float64))
+            out = model(x)
+            for k, t in enumerate(trusts):
+                y = to_counts(out, st, prefill=x[:, :1], trust=t)[0].cpu().numpy()
+                acc[k][sl][mp_] += np.log1p(y[mp_].astype(np.float64))
             cnt[sl][mp_] += 1
-    out = I.astype(np.float32).copy()
     ok = mask & (cnt > 0)
-    out[ok] = np.expm1(acc[ok] / cnt[ok]).astype(np.float32)
-    return out, int(np.count_nonzero(mask & (cnt == 0)))
+    fills = []
+    for k in range(len(trusts)):
+        f = I.astype(np.float32).copy()
+        f[ok] = np.expm1(acc[k][ok] / cnt[ok]).astype(np.float32)
+        fills.append(f)
+    return fills, int(np.count_nonzero(mask & (cnt == 0)))
 
 
 def _scores(truth, filled, mask):
@@ -131,6 +143,8 @@ def main(argv=None):
           f"torch threads {__import__('torch').get_num_threads()}; model {card['architecture'].get('name')} "
           f"sha256 {card['sha256'][:12]}")
     print(f"# 128^3 simulated pattern (seed {a.seed}), 6-px cross: {int(m.sum())} gap voxels")
+    trust = (card.get("inference") or {}).get("trust")
+    print(f"# trust region of the fill (card inference.trust, inpaint's default): {trust}")
     rows = []
     for bf16 in (False, True):
         inpaint(I, m, model, progress=False, batch_size=a.batch, bf16=bf16, device=a.device)  # warm-up
@@ -139,6 +153,12 @@ def main(argv=None):
                           device=a.device)
         dt = time.perf_counter() - t0
         rows.append((f"ours{' bf16' if bf16 else ''} (batch {a.batch})", info["n_patches"], dt, _scores(I, f, m)))
+    if trust is not None:
+        t0 = time.perf_counter()
+        f, info = inpaint(I, m, model, progress=False, batch_size=a.batch, return_info=True, device=a.device,
+                          trust=None)
+        rows.append((f"ours, no trust region (batch {a.batch})", info["n_patches"], time.perf_counter() - t0,
+                     _scores(I, f, m)))
     for ov in a.overlaps:
         t0 = time.perf_counter()
         f, info = inpaint(I, m, model, progress=False, batch_size=a.batch, return_info=True, device=a.device,
@@ -162,9 +182,12 @@ def main(argv=None):
         rows.append((f"reference (timed {a.ref_limit}, extrapolated)", n_ref, dt, None))
     else:
         t0 = time.perf_counter()
-        f, missed = reference_fill(I, m, model, corners, device=a.device)
+        fills, missed = reference_fill(I, m, model, corners, device=a.device,
+                                       trusts=(None,) if trust is None else (trust, None))
         dt = time.perf_counter() - t0
-        rows.append(("reference (stride 1, 1 patch/call)", n_ref, dt, _scores(I, f, m)))
+        if trust is not None:  # the same calls, the fill within the trust region (its time: the calls')
+            rows.append((f"reference + trust region {trust:g}", n_ref, dt, _scores(I, fills[0], m)))
+        rows.append(("reference (stride 1, 1 patch/call)", n_ref, dt, _scores(I, fills[-1], m)))
         if missed:
             print(f"# reference left {missed} gap voxels unpredicted")
     t_ref = rows[-1][2]

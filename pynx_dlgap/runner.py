@@ -20,6 +20,9 @@ PyNX's own. New flags (group "pynx-dlgap deep-learning steps" in ``--help``):
 ``--dl-inpaint-tta K``
     average the inpainting model over K flip/transposition views of each patch
     (:mod:`pynx_dlgap.inpaint.tta`; default 1, the model alone; K times the model calls).
+``--dl-inpaint-trust T|card|off``
+    trust region of the DL fill around log-linear interpolation, in ``log(I+1)``
+    (``inpaint(trust=)``; default ``card``: the model card's ``inference.trust``).
 ``--dl-inpaint-check on|off``
     self-check (default on): the DL fill is compared with log-linear interpolation on
     shifted copies of the gap cut into the scan's measured data
@@ -76,6 +79,17 @@ def _weights(value, default):
     return default if value in (None, "shipped") else Path(value)
 
 
+def _trust(value):
+    """``--dl-inpaint-trust`` (command line or parameter file: a string, or a number) -> ``inpaint(trust=)``."""
+    if value is None:
+        return "card"
+    if isinstance(value, (int, float)):
+        from .inpaint.infer import resolve_trust
+        return resolve_trust(None, value)
+    from .inpaint.infer import trust_arg
+    return trust_arg(value)
+
+
 def runner_classes():
     """``(CDIRunnerID01DL, CDIRunnerScanID01DL)``, built on PyNX's classes (PyNX imported here)."""
     if _CACHE:
@@ -109,6 +123,7 @@ def runner_classes():
                                      mode=p.get("dl_inpaint_mode") or "estimate",
                                      bf16=p.get("dl_bf16", "off") == "on",
                                      tta=1 if p.get("dl_inpaint_tta") is None else int(p["dl_inpaint_tta"]),
+                                     trust=_trust(p.get("dl_inpaint_trust")),
                                      check=p.get("dl_inpaint_check", "on") == "on") * self.cdi
                 inf = getattr(self.cdi, "dl_inpaint_info", {})
                 p["dl_inpaint_fill"] = str(inf.get("fill", "dl"))
@@ -210,6 +225,9 @@ def runner_classes():
                              metavar="K",
                              help="with --dl-inpaint: average the model over K flip/transposition views of each "
                                   "patch (1-16; default 1 = the model alone; K times the model calls)")
+            from .inpaint.infer import TRUST_HELP
+            grp.add_argument("--dl-inpaint-trust", "--dl_inpaint_trust", dest="dl_inpaint_trust", default="card",
+                             metavar="T", help="with --dl-inpaint: " + TRUST_HELP)
             grp.add_argument("--dl-inpaint-check", "--dl_inpaint_check", dest="dl_inpaint_check",
                              choices=["on", "off"], default="on",
                              help="self-check (default on): compare the DL fill with log-linear interpolation on "
@@ -254,6 +272,10 @@ def runner_classes():
                 symmetry_views(3, 1 if tta is None else int(tta))
             except ValueError as e:
                 raise ValueError(f"pynx-cdi-id01-dl: --dl-inpaint-tta: {e}") from None
+            try:
+                _trust(self.params.get("dl_inpaint_trust"))
+            except Exception as e:
+                raise ValueError(f"pynx-cdi-id01-dl: --dl-inpaint-trust: {e}") from None
             try:
                 if self.params.get("dl_inpaint") is not None:
                     load_inpaint_model(_weights(self.params["dl_inpaint"], DEFAULT_WEIGHTS))

@@ -24,7 +24,7 @@ def test_help_lists_pynx_and_dl_flags(tmp_path):
     r = _run(["--help"], tmp_path, timeout=120)
     assert r.returncode == 0
     for flag in ("--dl-inpaint", "--dl-inpaint-mode", "--dl-inpaint-check", "--dl-finetune", "--dl-phase-init",
-                 "--dl-bf16", "--dl-phase-noise", "--dl-inpaint-tta",
+                 "--dl-bf16", "--dl-phase-noise", "--dl-inpaint-tta", "--dl-inpaint-trust",
                  "--nb_raar", "--mask_interp", "--scan"):
         assert flag in r.stdout
 
@@ -39,6 +39,8 @@ def test_bad_flag_values_fail_clearly(tmp_path):
     assert r.returncode != 0 and "dl-phase-noise" in (r.stdout + r.stderr)
     r = _run(["--data", "d.npz", "--dl-inpaint", "--dl-inpaint-tta", "0"], tmp_path, timeout=120)
     assert r.returncode != 0 and "dl-inpaint-tta" in (r.stdout + r.stderr)
+    r = _run(["--data", "d.npz", "--dl-inpaint", "--dl-inpaint-trust", "-1"], tmp_path, timeout=120)
+    assert r.returncode != 0 and "dl-inpaint-trust" in (r.stdout + r.stderr)
     r = _run(["--data", "d.npz", "--dl-finetune", "2"], tmp_path, timeout=120)
     assert r.returncode != 0 and "needs --dl-inpaint" in (r.stdout + r.stderr)
     assert not list(tmp_path.glob("*.cxi"))  # refused before any work
@@ -107,17 +109,18 @@ def test_pynx_dlgap_phase_cli_end_to_end(tmp_path):
     np.savez(tmp_path / "scan.npz", data=np.where(m, 0, s["intensity"]).astype(np.float32))
     np.savez(tmp_path / "mask.npz", mask=m.astype(np.int8))
     cmd = [sys.executable, "-m", "pynx_dlgap.cli", "phase", "scan.npz", "--mask", "mask.npz", "--inpaint",
-           "--raar", "20", "--er", "10", "--bf16", "--tta", "2", "-o", "result.cxi"]
+           "--raar", "20", "--er", "10", "--bf16", "--trust", "0.3", "--tta", "2", "-o", "result.cxi"]
     r = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "gap fill" in r.stdout and "DL phase start" in r.stdout and "PyNX refinement" in r.stdout
     assert (tmp_path / "result.png").stat().st_size > 10_000
     with h5py.File(tmp_path / "result.cxi", "r") as f:
         cfg = f["entry_1/image_1/process_1/configuration"]
-        found = {k: cfg[k][()] for k in ("dl_inpaint_fill_as", "dl_inpaint_voxels", "bf16", "dl_inpaint_tta")}
+        found = {k: cfg[k][()] for k in ("dl_inpaint_fill_as", "dl_inpaint_voxels", "bf16", "dl_inpaint_tta",
+                                          "dl_inpaint_trust")}
         obj = f["entry_1/data_1/data"][()]
     assert found["dl_inpaint_fill_as"].decode() == "estimate" and found["dl_inpaint_voxels"] == int(m.sum())
-    assert bool(found["bf16"]) and found["dl_inpaint_tta"] == 2
+    assert bool(found["bf16"]) and found["dl_inpaint_tta"] == 2 and found["dl_inpaint_trust"] == 0.3
     assert np.isfinite(obj).all() and np.abs(obj).max() > 0
     r = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode != 0 and "exists" in (r.stdout + r.stderr)  # no silent overwrite

@@ -47,7 +47,13 @@ training (:func:`pynx_dlgap.inpaint.patches.prepare_batch`: log-linear prefill,
 per-patch min-max of ``log(I+1)``, channels intensity/mask/level). Batches of
 ``batch_size`` patches run under ``torch.inference_mode`` (optionally bf16
 autocast) on ``device``; :func:`~pynx_dlgap.inpaint.patches.to_counts` inverts
-the normalisation. Predictions are averaged in ``log(I+1)`` with the separable
+the normalisation, bounding each fill by the brightest measured voxel of its
+patch and, with a **trust region** ``T`` (``trust=``; default the model card's
+``inference.trust``, 0.5 for the shipped model), clipping the model's correction
+to its log-linear prefill to ``±T`` in ``log(I+1)``: the model's many small
+corrections are kept, its rare large over-estimates beside the Bragg peak are
+cut to a factor ``e^T`` of the log-linear fill (``benchmarks/trust_region.py``
+chose ``T``). Predictions are averaged in ``log(I+1)`` with the separable
 window ``w(i) = prod_axes sin(pi (i + 0.5) / P)`` (1 at the patch centre,
 ``sin(pi / 2P) ~ 0.05`` at a face, > 0 everywhere), over the trusted masked
 voxels only; the result is ``expm1`` of the average.
@@ -76,7 +82,7 @@ from .._checks import PatternError, check_pattern
 from ..simulate.gaps import GapLayout
 from .patches import INPAINT_CHANNELS
 
-__all__ = ["inpaint", "plan_patches", "PatchPlan", "load_inpaint_model", "blend_window", "add_cli",
+__all__ = ["inpaint", "resolve_trust", "plan_patches", "PatchPlan", "load_inpaint_model", "blend_window", "add_cli",
            "DEFAULT_WEIGHTS", "DEFAULT_MAX_WIDTH", "DEFAULT_PATCH"]
 
 #: the shipped inpainting weights (with their ``.json`` card beside them)
@@ -382,14 +388,60 @@ def _checked_plan(a, m, model, overlap, max_width, patch, batch_size, dead="logl
     return P, plan, layout, rest, wmax, batch_size
 
 
-def _fill_values(I_t, m_t, a, m, model, plan, rest, dead, batch_size, bf16, progress):
+def resolve_trust(model, trust="card"):
+    """The trust region (``log(I+1)`` units, or None for none) that :func:`inpaint` applies.
+
+    ``'card'``: the model card's ``inference.trust`` (None when the card has none);
+    ``None`` or ``inf``: no trust region; a number >= 0: that bound (0 gives the
+    log-linear fill). Anything else raises ``ValueError``.
+    """
+    if isinstance(trust, str):
+        if trust != "card":
+            raise ValueError(f"trust must be 'card', None or a number >= 0, got {trust!r}")
+        card = getattr(model, "card", None) or {}
+        trust = (card.get("inference") or {}).get("trust")
+        if trust is None:
+            return None
+    if trust is None:
+        return None
+    try:
+        t = float(trust)
+    except (TypeError, ValueError):
+        raise ValueError(f"trust must be 'card', None or a number >= 0, got {trust!r}") from None
+    if math.isnan(t) or t < 0:
+        raise ValueError(f"trust must be 'card', None or a number >= 0 (log(I+1) units), got {trust!r}")
+    return None if math.isinf(t) else t
+
+
+def trust_arg(text: str):
+    """argparse ``type`` of the ``--trust`` options: ``card``, ``off`` (no trust region) or a number >= 0."""
+    import argparse
+    t = str(text).strip().lower()
+    if t == "card":
+        return "card"
+    if t in ("off", "none"):
+        return None
+    try:
+        return resolve_trust(None, float(t))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'card', 'off' or a number >= 0 (log(I+1) units), got {text!r}")
+
+
+#: help of the ``--trust`` options
+TRUST_HELP = ("trust region of the DL fill around log-linear interpolation, in log(I+1): each patch's correction "
+              "is clipped to +-T, so the fill stays within a factor e^T of the log-linear fill. 'card' (default): "
+              "the model card's inference.trust; 'off': the model's fill unbounded; or a number >= 0")
+
+
+def _fill_values(I_t, m_t, a, m, model, plan, rest, dead, batch_size, bf16, progress, trust=None):
     """The values of the masked voxels, as a tensor on ``I_t.device``: the gap planes (every
     masked voxel with ``dead='dl'``) from the model's blended patches, the other masked voxels
     (``rest``) by log-linear interpolation with ``dead='loglinear'``; 0 elsewhere.
 
     ``I_t``, ``m_t``: the centred pattern and mask on the model's device; ``a``, ``m``: the same
-    on the host (numpy), for the plan's checks and the log-linear fill on the CPU. Shared by
-    :func:`inpaint` and the CUDA-family ``DLInpaint``. Returns ``(values, seconds_model)``.
+    on the host (numpy), for the plan's checks and the log-linear fill on the CPU. ``trust``:
+    resolved trust region (:func:`resolve_trust`). Shared by :func:`inpaint` and the
+    CUDA-family ``DLInpaint``. Returns ``(values, seconds_model)``.
     """
     from .torch_ops import blend_patches, fill_loglinear_torch
     dev = I_t.device
@@ -401,7 +453,8 @@ def _fill_values(I_t, m_t, a, m, model, plan, rest, dead, batch_size, bf16, prog
         try:
             from tqdm import tqdm
             bar = tqdm(total=len(plan), desc="inpaint", unit="patch", disable=not progress, dynamic_ncols=True)
-            est, covered, t_model = blend_patches(I_t, m_t, plan, model, batch_size=batch_size, bf16=bf16, bar=bar)
+            est, covered, t_model = blend_patches(I_t, m_t, plan, model, batch_size=batch_size, bf16=bf16, bar=bar,
+                                                  trust=trust)
             bar.close()
         finally:
             model.train(was_training)
@@ -422,7 +475,7 @@ def _fill_values(I_t, m_t, a, m, model, plan, rest, dead, batch_size, bf16, prog
 
 def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: int = 32, device=None,
             max_width=None, progress: bool = True, return_info: bool = False, bf16: bool = False, patch=None,
-            check: bool = False, dead: str = "loglinear", tta: int = 1):
+            check: bool = False, dead: str = "loglinear", tta: int = 1, trust="card"):
     """Fill every masked voxel of a 2-D/3-D pattern with an inpainting model.
 
     :param iobs: intensities (z, y, x) or (y, x); each axis at least the model's patch.
@@ -457,6 +510,13 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
         (3-D; 8 in 2-D) flip/transposition views the model was trained with, and the
         predictions are averaged (:mod:`pynx_dlgap.inpaint.tta`); ``tta`` times the model
         calls. 1 (default): the model alone. The self-check uses the same views.
+    :param trust: trust region around the log-linear fill, in ``log(I+1)``: each patch's
+        correction to its log-linear prefill is clipped to ``±trust`` before blending
+        (:func:`~pynx_dlgap.inpaint.patches.to_counts`), so every filled voxel lies within a
+        factor ``e^trust`` of the log-linear fill (in ``I + 1``). ``'card'`` (default): the
+        model card's ``inference.trust`` (the shipped model's was chosen on simulated
+        patterns outside the training and held-out sets, ``benchmarks/trust_region.py``);
+        ``None``: the model's fill unbounded. The self-check uses the same value.
     :returns: float32 array (measured voxels bit-identical to the float32 input, masked
         voxels >= 0), and the info dict when ``return_info``.
     :raises PatternError: NaN/inf or negative measured counts, mask of another shape or
@@ -470,6 +530,7 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
     if model is None:
         model, _ = load_inpaint_model(weights)
     from .tta import with_views
+    trust = resolve_trust(model, trust)
     model = with_views(model, tta)
     P, plan, layout, rest, wmax, batch_size = _checked_plan(a, m, model, overlap, max_width, patch, batch_size,
                                                             dead)
@@ -478,7 +539,7 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
     if check:
         from .selfcheck import self_check
         checked = self_check(a, m, model, overlap=overlap, batch_size=batch_size, device=dev, max_width=max_width,
-                             bf16=bf16, patch=P, dead=dead)
+                             bf16=bf16, patch=P, dead=dead, trust=trust)
         print(checked.summary())
         if checked.choice != "dl":
             from .baselines import fill_loglinear
@@ -489,13 +550,13 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
                          "n_masked": int(np.count_nonzero(m)), "layout": str(layout), "widths": list(layout.widths),
                          "n_patches": 0, "n_batches": 0, "seconds_model": 0.0, "device": str(dev),
                          "overlap": plan.overlap, "plan": "self-check chose log-linear: no patch run",
-                         "tta": int(tta)}
+                         "tta": int(tta), "trust": trust}
 
     out = np.array(a, dtype=np.float32, copy=True)
     n_batches = math.ceil(len(plan) / batch_size)
     values, t_model = _fill_values(torch.from_numpy(np.array(a, np.float32, copy=True)).to(dev),
                                    torch.from_numpy(np.ascontiguousarray(m)).to(dev), a, m, model, plan, rest,
-                                   dead, batch_size, bf16, progress)
+                                   dead, batch_size, bf16, progress, trust)
     out[m] = values.cpu().numpy()[m]
     if not return_info:
         return out
@@ -505,7 +566,7 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
         "seconds_model": t_model, "layout": str(layout), "widths": list(layout.widths),
         "max_width_supported": wmax, "n_masked": int(np.count_nonzero(m)), "n_dead": plan.n_dead,
         "device": str(dev), "bf16": bool(bf16), "plan": plan.summary(), "method": "dl", "dead": dead,
-        "tta": int(tta),
+        "tta": int(tta), "trust": trust,
     }
     if checked is not None:
         info["check"] = checked.to_dict()
@@ -538,6 +599,7 @@ def add_cli(sub):
                    help="test-time ensemble: average the model over this many flip/transposition views of "
                         "each patch (1-16 in 3-D, 1-8 in 2-D; default 1 = the model alone; K times the model "
                         "calls)")
+    p.add_argument("--trust", type=trust_arg, default="card", metavar="T", help=TRUST_HELP)
     p.add_argument("--max-width", type=int, default=None,
                    help="accept gaps up to this width (default: the model card's supported widths)")
     p.add_argument("--check", action=__import__("argparse").BooleanOptionalAction, default=True,
@@ -570,12 +632,13 @@ def _run_inpaint(a):
         return 2
     filled, info = inpaint(iobs, mask, model, overlap=a.overlap, batch_size=a.batch_size, device=a.device,
                            max_width=a.max_width, progress=not a.quiet, return_info=True, bf16=a.bf16,
-                           check=a.check, tta=a.tta)
+                           check=a.check, tta=a.tta, trust=a.trust)
     wfile = Path(a.weights) if a.weights else DEFAULT_WEIGHTS
     save_arrays(a.output, {"data": filled, "mask": mask},
                 attrs={"method": "pynx-dlgap inpaint", "fill": info["method"], "weights": str(wfile),
                        "weights_sha256": card.get("sha256", ""), "n_patches": info["n_patches"],
                        "overlap": info["overlap"], "tta": info["tta"],
+                       "trust": "off" if info["trust"] is None else info["trust"],
                        "self_check": __import__("json").dumps(info.get("check"), default=float)},
                 inputs=[a.data, a.mask], overwrite=a.overwrite)
     print(f"{info['plan']}")

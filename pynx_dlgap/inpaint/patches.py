@@ -50,7 +50,8 @@ def prepare_batch(I: np.ndarray, mask: np.ndarray, channels=INPAINT_CHANNELS, de
     return x.float(), stats
 
 
-def to_counts(y: torch.Tensor, stats, bound: bool = True) -> torch.Tensor:
+def to_counts(y: torch.Tensor, stats, bound: bool = True, prefill: torch.Tensor | None = None,
+              trust: float | None = None) -> torch.Tensor:
     """Model output ``(B, 1, *spatial)`` (normalised log) -> counts ``(B, *spatial)``.
 
     The fill is bounded by the brightest measured voxel of its patch (as any
@@ -58,8 +59,23 @@ def to_counts(y: torch.Tensor, stats, bound: bool = True) -> torch.Tensor:
     is an over-estimate the network makes beside the Bragg peak, and amplitude
     errors there are what phasing sees most. ``bound=False`` returns the raw
     model output (``benchmarks/validation.py`` compares the two).
+
+    ``trust`` (with ``prefill``, the model input's channel 0: the normalised
+    log-linear prefill, ``(B, 1, *spatial)``): the **trust region** around the
+    log-linear fill. The model's correction is clipped to ``±trust`` in
+    ``log(I+1)`` (``±trust / span`` in normalised units), so the fill stays within
+    ``(1 + I_ll) e^±trust - 1`` of the log-linear fill ``I_ll``: the small corrections
+    that make the model's log-space gains are kept, the rare large over-estimates
+    beside the Bragg peak are not (see :func:`pynx_dlgap.inpaint.infer.inpaint`).
+    ``None`` (default): no trust region.
     """
     y = y[:, 0].float()
+    if trust is not None:
+        if prefill is None:
+            raise ValueError("trust needs the prefill (the model input's channel 0)")
+        x0 = prefill[:, 0].float()
+        d = (float(trust) / stats["span"].to(y.device, y.dtype)).reshape((-1,) + (1,) * (y.ndim - 1))
+        y = x0 + torch.maximum(torch.minimum(y - x0, d), -d)
     if not bound:
         return denormalize_patch(y, stats)
     top = ((stats["hi"] - stats["lo"]) / stats["span"]).to(y.device, y.dtype)

@@ -110,7 +110,7 @@ def prepare_batch_torch(I: torch.Tensor, mask: torch.Tensor, channels=INPAINT_CH
 
 
 def blend_patches(I: torch.Tensor, mask: torch.Tensor, plan, model, *, batch_size: int = 32, bf16: bool = False,
-                  window=None, bar=None):
+                  window=None, bar=None, trust: float | None = None):
     """Run ``model`` on the patches of ``plan`` and blend the trusted predictions.
 
     :param I: centred pattern (float32 tensor, on the device the model runs on).
@@ -120,6 +120,8 @@ def blend_patches(I: torch.Tensor, mask: torch.Tensor, plan, model, *, batch_siz
     :param window: the blending window (numpy, patch-shaped); default
         :func:`pynx_dlgap.inpaint.infer.blend_window`.
     :param bar: an optional tqdm bar, advanced by the number of patches of each batch.
+    :param trust: trust region around the log-linear prefill, in ``log(I+1)``
+        (:func:`pynx_dlgap.inpaint.patches.to_counts`); None: none.
     :returns: ``(values, covered, seconds_model)``: float32 tensor of the pattern's shape
         holding ``expm1`` of the weighted mean of ``log(1 + prediction)`` where a trusted
         prediction fell (0 elsewhere), the bool tensor of those voxels, and the seconds
@@ -157,7 +159,7 @@ def blend_patches(I: torch.Tensor, mask: torch.Tensor, plan, model, *, batch_siz
         t1 = time.perf_counter()
         with torch.inference_mode(), torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bool(bf16)):
             y = model(x.contiguous(memory_format=fmt))
-        counts = to_counts(y.float().contiguous(), stats)
+        counts = to_counts(y.float().contiguous(), stats, prefill=x[:, :1], trust=trust)
         t_model += time.perf_counter() - t1
         if not bool(torch.isfinite(counts[Mb]).all()):
             raise RuntimeError("the model returned non-finite values in the gap; check the weights")

@@ -59,7 +59,7 @@ class SymmetricEnsemble(torch.nn.Module):
     """``mean_g g^-1 model(g x)`` over the first ``k`` :func:`symmetry_views`.
 
     Input and output ``(B, C, *spatial)`` with ``dims`` spatial axes (cubic patches,
-    or at least equal detector axes). ``config`` is the wrapped model's, so the
+    or at least equal detector axes). ``config`` and ``card`` are the wrapped model's, so the
     rest of the inpainting code (patch size, card checks) sees the same model.
     """
 
@@ -71,6 +71,7 @@ class SymmetricEnsemble(torch.nn.Module):
         self.dims = model_dims(model) if dims is None else int(dims)
         self.views = symmetry_views(self.dims, k)
         self.config = getattr(model, "config", None)
+        self.card = getattr(model, "card", None)
 
     @property
     def k(self) -> int:

@@ -108,7 +108,8 @@ class _DLInpaintCore:
 
     family = None
 
-    def _setup(self, model, weights, mode, mask, overlap, batch_size, progress, check=False, bf16=False, tta=1):
+    def _setup(self, model, weights, mode, mask, overlap, batch_size, progress, check=False, bf16=False, tta=1,
+               trust="card"):
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         if model is not None and weights is not None:
@@ -125,6 +126,8 @@ class _DLInpaintCore:
         from ..inpaint.tta import model_dims, symmetry_views, with_views
         symmetry_views(model_dims(model), tta)  # a bad tta fails here, before the weights are read
         self.tta = int(tta)
+        from ..inpaint.infer import resolve_trust
+        resolve_trust(None, trust)  # a bad trust fails here too, before the weights are read
         self.weights_sha256 = None
         self.weights = None
         if model is None:
@@ -136,6 +139,7 @@ class _DLInpaintCore:
         else:
             card = getattr(model, "card", None) or {}
             self.weights_sha256 = card.get("sha256")
+        self.trust = resolve_trust(model, trust)
         self.model = with_views(model, self.tta)
 
     def __str__(self):
@@ -156,7 +160,8 @@ class _DLInpaintCore:
         n = int(np.count_nonzero(to_fill))
         info = dict(operator="DLInpaint", family=self.family, mode=self.mode, voxels_filled=0,
                     voxels_estimated_before=n_estimated, explicit_mask=self.mask is not None,
-                    weights=self.weights, weights_sha256=self.weights_sha256, tta=self.tta)
+                    weights=self.weights, weights_sha256=self.weights_sha256, tta=self.tta,
+                    trust=self.trust)
         if n == 0:
             warnings.warn("DLInpaint: cdi.iobs has no masked or estimated pixel; nothing to inpaint (no-op)",
                           stacklevel=4)
@@ -175,7 +180,8 @@ class _DLInpaintCore:
         I_c = np.fft.fftshift(inten)
         m_c = np.fft.fftshift(to_fill)
         filled, inf = inpaint(I_c, m_c, model=self.model, overlap=self.overlap, batch_size=self.batch_size,
-                              progress=self.progress, return_info=True, check=self.check, bf16=self.bf16)
+                              progress=self.progress, return_info=True, check=self.check, bf16=self.bf16,
+                              trust=self.trust)
         fill = np.fft.ifftshift(filled)[to_fill].astype(np.float32)
         new = np.array(stored, dtype=np.float32, copy=True)
         if self.mode == "observed":
@@ -215,7 +221,7 @@ class _DLInpaintCore:
         if self.check:
             from ..inpaint.selfcheck import self_check
             checked = self_check(I_c, m_c, self.model, overlap=self.overlap, batch_size=self.batch_size, device=dev,
-                                 bf16=self.bf16)
+                                 bf16=self.bf16, trust=self.trust)
             print(checked.summary())
             method = checked.choice
         if method == "dl":
@@ -228,7 +234,7 @@ class _DLInpaintCore:
             I_t = torch.fft.fftshift(inten_t)  # numpy's fftshift, any parity
             m_t = torch.fft.fftshift(fill_t)
             values, t_model = _fill_values(I_t, m_t, I_c, m_c, self.model, plan, rest, "loglinear", bs, self.bf16,
-                                           self.progress)
+                                           self.progress, self.trust)
             values = torch.fft.ifftshift(values)
             info.update(patches=len(plan), batches=-(-len(plan) // bs), layout=str(layout), seconds_model=t_model)
         else:
@@ -264,9 +270,9 @@ def _make_cpu_class():
         family = "cpu"
 
         def __init__(self, model=None, weights=None, mode="observed", mask=None, overlap=None,
-                     batch_size=32, progress=False, check=False, bf16=False, tta=1):
+                     batch_size=32, progress=False, check=False, bf16=False, tta=1, trust="card"):
             CPUOperatorCDI.__init__(self)
-            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16, tta)
+            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16, tta, trust)
 
         def op(self, cdi):
             new = self._new_iobs(cdi)
@@ -290,9 +296,10 @@ def _make_opencl_class():
         family = "opencl"
 
         def __init__(self, model=None, weights=None, mode="observed", mask=None, overlap=None,
-                     batch_size=32, progress=False, check=False, bf16=False, processing_unit=None, tta=1):
+                     batch_size=32, progress=False, check=False, bf16=False, processing_unit=None, tta=1,
+                     trust="card"):
             CLOperatorCDI.__init__(self, processing_unit=processing_unit)
-            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16, tta)
+            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16, tta, trust)
 
         def op(self, cdi):
             # prepare_data has put obj/support/iobs on the device; host iobs is authoritative
@@ -320,11 +327,12 @@ def _make_cuda_class():
         family = "cuda"
 
         def __init__(self, model=None, weights=None, mode="observed", mask=None, overlap=None,
-                     batch_size=32, progress=False, check=False, bf16=False, processing_unit=None, tta=1):
+                     batch_size=32, progress=False, check=False, bf16=False, processing_unit=None, tta=1,
+                     trust="card"):
             from ..pynx_backend import init_pynx_cuda
             self.shared_context = init_pynx_cuda()  # before PyNX makes a context of its own
             CUOperatorCDI.__init__(self, processing_unit=processing_unit)
-            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16, tta)
+            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16, tta, trust)
 
         def op(self, cdi):
             import torch
@@ -395,7 +403,7 @@ def dlinpaint_class(family: str | None = None):
 
 def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overlap=None, batch_size: int = 32,
               *, family: str | None = None, progress: bool = False, check: bool = False, bf16: bool = False,
-              tta: int = 1):
+              tta: int = 1, trust="card"):
     """A PyNX operator filling the masked voxels of ``cdi.iobs`` with the DL inpainting model.
 
     ``cdi = DLInpaint(...) * cdi``; composable: ``cdi = ER**50 * DLInpaint() * cdi``.
@@ -416,6 +424,9 @@ def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overl
         on GPUs; ``benchmarks/inpaint_speed.py`` measures its gap errors against fp32).
     :param tta: test-time ensemble over this many flip/transposition views of each patch
         (``inpaint(tta=)``, :mod:`pynx_dlgap.inpaint.tta`); 1 = the model alone.
+    :param trust: trust region of the fill around log-linear interpolation, ``log(I+1)``
+        units (``inpaint(trust=)``): ``'card'`` (default) the model card's value, ``None``
+        none, or a number >= 0.
     :param family: ``'cpu'`` / ``'opencl'`` / ``'cuda'`` to force a family; default the family
         of ``pynx.cdi.ER``.
     :raises PyNXUnavailable: PyNX missing (with the install hint).
@@ -429,4 +440,4 @@ def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overl
         from ..pynx_backend import init_pynx_opencl
         init_pynx_opencl()  # keeps a device already set; else a GPU, else PoCL
     return cls(model=model, weights=weights, mode=mode, mask=mask, overlap=overlap, batch_size=batch_size,
-               progress=progress, check=check, bf16=bf16, tta=tta)
+               progress=progress, check=check, bf16=bf16, tta=tta, trust=trust)

@@ -26,6 +26,7 @@ __all__ = ["add_cli", "run_phase"]
 
 
 def add_cli(sub):
+    from ..inpaint.infer import TRUST_HELP, trust_arg
     p = sub.add_parser("phase", help="DL phase start + PyNX refinement of a pattern (optionally DL gap fill first)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", help="centred pattern (.npy, .npz, .h5, .cxi), 2-D or 3-D")
@@ -52,6 +53,7 @@ def add_cli(sub):
                    help="with --inpaint: average the inpainting model over this many flip/transposition views of "
                         "each patch (1-16 in 3-D, 1-8 in 2-D; default 1; K times the model calls; "
                         "benchmarks/gap_fill.py --tta measures it)")
+    p.add_argument("--trust", type=trust_arg, default="card", metavar="T", help="with --inpaint: " + TRUST_HELP)
     p.add_argument("--raar", type=int, default=600)
     p.add_argument("--er", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
@@ -102,8 +104,10 @@ def run_phase(a):
     I, m, est = iobs, mask, None
     if imodel is not None:
         t0 = time.perf_counter()
-        I, iinf = inpaint(iobs, mask, model=imodel, check=a.check, return_info=True, bf16=a.bf16, tta=a.tta)
-        info.update(dl_inpaint_fill=iinf["method"], dl_inpaint_tta=int(a.tta))
+        I, iinf = inpaint(iobs, mask, model=imodel, check=a.check, return_info=True, bf16=a.bf16, tta=a.tta,
+                          trust=a.trust)
+        info.update(dl_inpaint_fill=iinf["method"], dl_inpaint_tta=int(a.tta),
+                    dl_inpaint_trust="off" if iinf["trust"] is None else float(iinf["trust"]))
         m = np.zeros_like(mask)
         est = mask if a.fill_as == "estimate" else None
         info.update(dl_inpaint_voxels=int(mask.sum()), dl_inpaint_seconds=time.perf_counter() - t0,

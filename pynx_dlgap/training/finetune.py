@@ -201,8 +201,9 @@ def _run(a):
         return 2
     rep = finetune(iobs, mask, model, epochs=a.epochs, patches_per_epoch=a.patches_per_epoch, batch=a.batch,
                    lr=a.lr, seed=a.seed, device=a.device, progress=not a.quiet)
+    # "inference" (the trust region): the before/after scores above were made with it, and it stays the default
     keep = {k: v for k, v in card.items() if k in ("task", "input", "gap_widths_supported", "training",
-                                                   "data_recipe", "heldout_metrics")}
+                                                   "data_recipe", "heldout_metrics", "inference")}
     keep["parent"] = {"weights": str(src), "sha256": card.get("sha256")}
     keep["finetune"] = {"pattern": str(a.data), "mask": str(a.mask), **{k: rep[k] for k in (
         "steps", "patches", "seconds", "config", "widths", "held_back_voxels", "before", "after")}}
