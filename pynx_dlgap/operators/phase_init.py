@@ -321,7 +321,7 @@ def DLPhaseInit(model=None, weights=None, support=None, support_threshold: float
     :param device: torch device of the prediction (the CUDA family always runs it on the GPU
         that holds PyNX's arrays).
     :param family: ``'cpu'`` / ``'opencl'`` / ``'cuda'``; default the family of ``pynx.cdi.ER``.
-    :param bf16: run the model under bfloat16 autocast (channels-last in 3-D): several times
+    :param bf16: run a bfloat16 copy of the model (channels-last in 3-D): several times
         faster on GPUs and on CPUs with bf16 instructions (:func:`pynx_dlgap.phase.predict.predict_on_box`).
     :param noise: RMS (rad) of a smooth random field (2-px correlation,
         :func:`pynx_dlgap.phase.predict.smooth_noise`) added to the predicted phase: varied

@@ -47,7 +47,7 @@ def add_cli(sub):
     p.add_argument("--weights", default=None, help="phase weights (default: shipped, for the pattern's dims)")
     p.add_argument("--random-start", action="store_true", help="no DL start: PyNX random start (comparison)")
     p.add_argument("--bf16", action="store_true",
-                   help="bfloat16 autocast for the DL models (several times faster on GPUs and on CPUs with bf16 "
+                   help="bfloat16 for the DL models (inpainting: autocast; phase: a bf16 copy of the model; several times faster on GPUs and on CPUs with bf16 "
                         "instructions; benchmarks/phase_init.py --dl-precision fp32 bf16 compares)")
     p.add_argument("--tta", type=int, default=1,
                    help="with --inpaint: average the inpainting model over this many flip/transposition views of "
