@@ -34,7 +34,8 @@ With ``--weights`` (a file, or ``shipped``) both tables get the DL rows: ``dl``
 self-check of :mod:`pynx_dlgap.inpaint.selfcheck` picks the model or log-linear
 interpolation per pattern). ``--tta K ...`` adds ``dl-ttaK`` rows: the model
 averaged over K flip/transposition views of each patch (``inpaint(tta=K)``,
-:mod:`pynx_dlgap.inpaint.tta`), in both tables.
+:mod:`pynx_dlgap.inpaint.tta`), in both tables; ``--tta-bright K ...`` adds ``dl-brightK``
+rows: K views for the bright patches only (``inpaint(tta_bright=K)``).
 """
 from __future__ import annotations
 
@@ -71,6 +72,9 @@ def main(argv=None):
                    help="add the DL model ('dl' rows): a weights file, or 'shipped' for the package's weights")
     p.add_argument("--tta", type=int, nargs="*", default=[],
                    help="with --weights: also the test-time ensembles of these numbers of views ('dl-ttaK' rows)")
+    p.add_argument("--tta-bright", type=int, nargs="*", default=[],
+                   help="with --weights: also K views for the bright patches only ('dl-brightK' rows, "
+                        "inpaint(tta_bright=K))")
     a = p.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -104,11 +108,15 @@ def main(argv=None):
                 return inpaint(I, m, model=model, progress=False, check=True)
         def fill_tta(k):
             return lambda I, m: inpaint(I, m, model=model, progress=False, tta=k)
+
+        def fill_bright(k):
+            return lambda I, m: inpaint(I, m, model=model, progress=False, tta_bright=k)
         trust = (card.get("inference") or {}).get("trust")
         print(f"# trust region (card inference.trust): {trust}; 'dl' rows use it"
               + (", 'dl-raw' rows are the model's fill without it" if trust is not None else ""))
         dl = {**({"dl-raw": fill_raw} if trust is not None else {}), "dl": fill_dl,
-              **{f"dl-tta{k}": fill_tta(k) for k in a.tta if k > 1}, "dl+check": fill_checked}
+              **{f"dl-tta{k}": fill_tta(k) for k in a.tta if k > 1},
+              **{f"dl-bright{k}": fill_bright(k) for k in a.tta_bright if k > 1}, "dl+check": fill_checked}
         fast.update(dl)
         a.methods = [*a.methods, *dl]
     cols = ["pcc_log", "pcc", "ssim_log", "r_factor", "mae_log", "amp", "seconds"]

@@ -21,7 +21,10 @@ gap cross (one arm beside the Bragg peak, one just past it).
 Both are timed in this process, one after the other, and scored in the gap
 against the simulated truth: PCC and MAE of log(I+1), and the relative amplitude
 error ``sum (sqrt f - sqrt t)^2 / sum t``. ``--tta K ...`` adds ours in bf16 with the test-time ensemble of K flip/transposition
-views per patch (``inpaint(tta=K)``: K model calls per patch, averaged).
+views per patch (``inpaint(tta=K)``: K model calls per patch, averaged); ``--tta-bright K ...``
+ours in bf16 with K views for the bright patches only (``inpaint(tta_bright=K)``: the
+patches whose log-linear prefill reaches 1 % of the brightest measured voxel, beside the
+Bragg peak, where the amplitude error is made).
 ``--ref-limit K`` times only K random
 windows of the reference and extrapolates its time (the errors are then not
 printed for it). Then ours on a 256×256×128 pattern (same recipe), in a child
@@ -131,6 +134,9 @@ def main(argv=None):
                     help="also time ours with these patch overlaps (default plan: half a patch, 16)")
     ap.add_argument("--tta", type=int, nargs="*", default=[],
                     help="also time ours in bf16 with these numbers of test-time views per patch")
+    ap.add_argument("--tta-bright", type=int, nargs="*", default=[],
+                    help="also time ours in bf16 with these numbers of views for the bright patches only "
+                         "(inpaint(tta_bright=K): log-linear prefill >= 1 %% of the brightest measured voxel)")
     a = ap.parse_args(argv)
     from pynx_dlgap.inpaint.infer import inpaint, load_inpaint_model
     model, card = load_inpaint_model()
@@ -171,6 +177,12 @@ def main(argv=None):
                           device=a.device, tta=k)
         rows.append((f"ours bf16, tta {k} (batch {a.batch})", info["n_patches"], time.perf_counter() - t0,
                      _scores(I, f, m)))
+    for k in a.tta_bright:
+        t0 = time.perf_counter()
+        f, info = inpaint(I, m, model, progress=False, batch_size=a.batch, bf16=True, return_info=True,
+                          device=a.device, tta_bright=k)
+        rows.append((f"ours bf16, {k} views on {info['n_bright']} bright", info["n_patches"],
+                     time.perf_counter() - t0, _scores(I, f, m)))
     corners = reference_windows(m)
     n_ref = len(corners)
     if a.ref_limit and a.ref_limit < n_ref:

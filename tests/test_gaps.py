@@ -88,8 +88,11 @@ def test_from_mask_round_trip_random_layouts():
             shape = shape[1:]
         lay = random_layout(rng, shape, widths=range(1, 10), p_cross=0.3, p_multi=0.3)
         m = lay.mask(shape)
+        if max(m.all(axis=tuple(a for a in range(m.ndim) if a != m.ndim + ax)).mean() for ax in (-2, -1)) >= 0.9:
+            continue  # gaps covering >= 90 % of an axis: every plane across them is >= 90 % masked, and
+            # from_mask (min_fraction 0.9, documented) reads those as gaps too; not a detector layout
         back, rest = GapLayout.from_mask(m)
-        assert np.array_equal(back.mask(shape), m)      # mask-level identity, always
+        assert np.array_equal(back.mask(shape), m)      # mask-level identity
         assert not rest.any()
         # layout-level identity when no two gaps of one axis touch or overlap
         spans = sorted((g.axis, g.start, g.stop) for g in lay)

@@ -152,3 +152,78 @@ def test_cli_tta(tmp_path, capsys):
     assert _cli(args + ["-o", str(tmp_path / "bad.npz"), "--tta", "40"]) == 2
     assert "between 1 and 16" in capsys.readouterr().err
     assert not (tmp_path / "bad.npz").exists()
+
+
+def _split_level(values):
+    """A level between two of the sorted ``values`` (near the middle, with the widest ratio), so
+    that no value is close to it."""
+    v = np.sort(np.asarray(values, float))
+    gaps = [i for i in range(len(v) - 1) if v[i + 1] > 1.01 * v[i]]
+    assert gaps, v
+    k = max(gaps, key=lambda i: min(i + 1, len(v) - 1 - i))
+    return float(np.sqrt(max(v[k], 1e-12) * v[k + 1]))
+
+
+def test_tta_bright_uses_the_ensemble_on_the_bright_patches_only():
+    """Reference: the bright patches found independently (numpy log-linear fill of each patch of
+    the plan, its maximum over the masked voxels against bright x the brightest measured voxel);
+    voxels predicted only by non-bright patches equal the plain fill, voxels predicted only by
+    bright ones equal the fill of the tta_bright-view ensemble."""
+    from pynx_dlgap.inpaint.baselines import fill_loglinear
+    from pynx_dlgap.inpaint.infer import _checked_plan
+    model = tiny(perturb=True)
+    shape = (40, 64, 64)
+    I = pattern(shape, int(np.random.default_rng().integers(1 << 30)))
+    m = cross(6, 14, 37).mask(shape)
+    _, plan, *_ = _checked_plan(I, m, model, None, None, None, 32)
+    top = [float(fill_loglinear(I[plan.slices(i)], m[plan.slices(i)])[m[plan.slices(i)]].max())
+           for i in range(len(plan))]
+    level = _split_level(top)
+    frac = level / float(I[~m].max())
+    got, info = inpaint(I, m, model, progress=False, tta_bright=4, bright=frac, return_info=True)
+    hot = [t >= level for t in top]
+    assert info["n_bright"] == sum(hot) and 0 < sum(hot) < len(plan) and info["tta_bright"] == 4
+    one = inpaint(I, m, model, progress=False)
+    four = inpaint(I, m, model, progress=False, tta=4)
+    by_hot, by_cold = np.zeros(shape, bool), np.zeros(shape, bool)
+    for i in range(len(plan)):
+        sl = plan.slices(i)
+        (by_hot if hot[i] else by_cold)[sl] |= plan.trusted(i) & m[sl]
+    only_cold, only_hot = m & by_cold & ~by_hot, m & by_hot & ~by_cold
+    assert only_cold.any() and only_hot.any()
+    np.testing.assert_allclose(got[only_cold], one[only_cold], rtol=1e-5)
+    np.testing.assert_allclose(got[only_hot], four[only_hot], rtol=1e-5)
+    assert not np.allclose(got[only_hot], one[only_hot], rtol=1e-3)
+    assert np.array_equal(got[~m], I[~m])
+    for kw, msg in ((dict(tta_bright=0), "tta_bright"), (dict(tta_bright=17), "tta_bright"),
+                    (dict(tta_bright=4, bright=0.0), "bright"), (dict(tta_bright=4, bright=1.5), "bright")):
+        with pytest.raises(ValueError, match=msg):
+            inpaint(I, m, model, progress=False, **kw)
+
+
+@pytest.mark.pynx
+def test_dlinpaint_operator_tta_bright_matches_inpaint(tmp_path, capsys):
+    pytest.importorskip("pynx.cdi.cpu_operator", reason="real PyNX is needed (make setup)")
+    from pynx_dlgap.evaluate.phasing import import_pynx_cdi
+    from pynx_dlgap.operators import DLInpaint
+    pc = import_pynx_cdi("cpu")
+    shape = (32, 40, 40)
+    I = pattern(shape, int(np.random.default_rng().integers(1 << 30)))
+    m = cross(4, 12, 22).mask(shape)
+    model = tiny(perturb=True)
+    cdi = pc.CDI(np.fft.fftshift(I).copy(), mask=np.fft.fftshift(m).astype(np.int8))
+    cdi = DLInpaint(model=model, family="cpu", tta=2, tta_bright=4, bright=0.05) * cdi
+    assert cdi.dl_inpaint_info["tta_bright"] == 4 and cdi.dl_inpaint_info["n_bright"] > 0
+    ref = inpaint(np.where(m, 0, I), m, model, progress=False, tta=2, tta_bright=4, bright=0.05)[m]
+    np.testing.assert_allclose(cdi.get_iobs(shift=True)[m], ref, rtol=1e-5)
+    with pytest.raises(ValueError, match="bright"):
+        DLInpaint(weights="/nonexistent.safetensors", family="cpu", tta_bright=4, bright=2.0)
+    I2, m2, w = cli_inputs(tmp_path, 6)
+    args = ["inpaint", str(tmp_path / "data.npz"), "--mask", str(tmp_path / "mask.npz"), "--weights", str(w),
+            "--quiet", "--no-check"]
+    assert _cli(args + ["-o", str(tmp_path / "o.npz"), "--tta-bright", "4", "--bright", "0.05"]) == 0
+    with np.load(tmp_path / "o.npz") as z:
+        np.testing.assert_allclose(z["data"], inpaint(I2, m2, weights=w, progress=False, tta_bright=4, bright=0.05),
+                                   rtol=1e-6)
+    assert _cli(args + ["-o", str(tmp_path / "bad.npz"), "--tta-bright", "40"]) == 2
+    assert "tta_bright" in capsys.readouterr().err and not (tmp_path / "bad.npz").exists()

@@ -433,15 +433,36 @@ TRUST_HELP = ("trust region of the DL fill around log-linear interpolation, in l
               "the model card's inference.trust; 'off': the model's fill unbounded; or a number >= 0")
 
 
-def _fill_values(I_t, m_t, a, m, model, plan, rest, dead, batch_size, bf16, progress, trust=None):
+def _bright_model(model, tta, tta_bright, bright):
+    """``{'model': ensemble, 'fraction': bright}`` for :func:`inpaint`'s ``tta_bright`` (None
+    when it is not above ``tta``); bad values raise ``ValueError`` before any work."""
+    from .tta import SymmetricEnsemble, model_dims, symmetry_views, with_views
+    k = int(tta_bright)
+    try:
+        symmetry_views(model_dims(model), k)  # 1..16 (3-D), 1..8 (2-D)
+    except ValueError as e:
+        raise ValueError(f"tta_bright: {e}") from None
+    f = float(bright)
+    if not 0.0 < f <= 1.0:
+        raise ValueError(f"bright must be in (0, 1] (a fraction of the brightest measured voxel), got {bright!r}")
+    if k <= int(tta):
+        return None
+    base = model.model if isinstance(model, SymmetricEnsemble) else model
+    return {"model": with_views(base, k), "fraction": f}
+
+
+def _fill_values(I_t, m_t, a, m, model, plan, rest, dead, batch_size, bf16, progress, trust=None, bright=None):
     """The values of the masked voxels, as a tensor on ``I_t.device``: the gap planes (every
     masked voxel with ``dead='dl'``) from the model's blended patches, the other masked voxels
     (``rest``) by log-linear interpolation with ``dead='loglinear'``; 0 elsewhere.
 
     ``I_t``, ``m_t``: the centred pattern and mask on the model's device; ``a``, ``m``: the same
     on the host (numpy), for the plan's checks and the log-linear fill on the CPU. ``trust``:
-    resolved trust region (:func:`resolve_trust`). Shared by :func:`inpaint` and the
-    CUDA-family ``DLInpaint``. Returns ``(values, seconds_model)``.
+    resolved trust region (:func:`resolve_trust`). ``bright``: ``{'model': m, 'fraction': f}``,
+    the model of the bright patches (:func:`inpaint`'s ``tta_bright``) and the fraction of
+    the brightest measured voxel that makes a patch bright; the number of bright patches
+    is written to its ``'n'``. Shared by :func:`inpaint` and the CUDA-family ``DLInpaint``.
+    Returns ``(values, seconds_model)``.
     """
     from .torch_ops import blend_patches, fill_loglinear_torch
     dev = I_t.device
@@ -453,8 +474,15 @@ def _fill_values(I_t, m_t, a, m, model, plan, rest, dead, batch_size, bf16, prog
         try:
             from tqdm import tqdm
             bar = tqdm(total=len(plan), desc="inpaint", unit="patch", disable=not progress, dynamic_ncols=True)
+            hot = None
+            if bright is not None:
+                meas = a[~m]
+                hot = {"model": bright["model"].to(dev).eval(), "n": 0,
+                       "level": float(bright["fraction"]) * float(meas.max() if meas.size else 0.0)}
             est, covered, t_model = blend_patches(I_t, m_t, plan, model, batch_size=batch_size, bf16=bf16, bar=bar,
-                                                  trust=trust)
+                                                  trust=trust, bright=hot)
+            if hot is not None:
+                bright["n"] = hot["n"]
             bar.close()
         finally:
             model.train(was_training)
@@ -475,7 +503,8 @@ def _fill_values(I_t, m_t, a, m, model, plan, rest, dead, batch_size, bf16, prog
 
 def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: int = 32, device=None,
             max_width=None, progress: bool = True, return_info: bool = False, bf16: bool = False, patch=None,
-            check: bool = False, dead: str = "loglinear", tta: int = 1, trust="card"):
+            check: bool = False, dead: str = "loglinear", tta: int = 1, trust="card", tta_bright: int = 1,
+            bright: float = 0.01):
     """Fill every masked voxel of a 2-D/3-D pattern with an inpainting model.
 
     :param iobs: intensities (z, y, x) or (y, x); each axis at least the model's patch.
@@ -517,6 +546,13 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
         model card's ``inference.trust`` (the shipped model's was chosen on simulated
         patterns outside the training and held-out sets, ``benchmarks/trust_region.py``);
         ``None``: the model's fill unbounded. The self-check uses the same value.
+    :param tta_bright: views of the test-time ensemble for the **bright patches** only:
+        those whose log-linear prefill reaches ``bright`` times the brightest measured
+        voxel of the pattern in one of their masked voxels (beside the Bragg peak, where
+        the amplitude error that phasing sees is made). Used when larger than ``tta``;
+        default 1 (off). A few patches, so it costs little: ``benchmarks/inpaint_speed.py
+        --tta-bright 8`` measures it.
+    :param bright: that fraction (default 0.01), in (0, 1].
     :returns: float32 array (measured voxels bit-identical to the float32 input, masked
         voxels >= 0), and the info dict when ``return_info``.
     :raises PatternError: NaN/inf or negative measured counts, mask of another shape or
@@ -531,6 +567,7 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
         model, _ = load_inpaint_model(weights)
     from .tta import with_views
     trust = resolve_trust(model, trust)
+    hot = _bright_model(model, tta, tta_bright, bright)
     model = with_views(model, tta)
     P, plan, layout, rest, wmax, batch_size = _checked_plan(a, m, model, overlap, max_width, patch, batch_size,
                                                             dead)
@@ -539,7 +576,7 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
     if check:
         from .selfcheck import self_check
         checked = self_check(a, m, model, overlap=overlap, batch_size=batch_size, device=dev, max_width=max_width,
-                             bf16=bf16, patch=P, dead=dead, trust=trust)
+                             bf16=bf16, patch=P, dead=dead, trust=trust, tta_bright=tta_bright, bright=bright)
         print(checked.summary())
         if checked.choice != "dl":
             from .baselines import fill_loglinear
@@ -550,13 +587,13 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
                          "n_masked": int(np.count_nonzero(m)), "layout": str(layout), "widths": list(layout.widths),
                          "n_patches": 0, "n_batches": 0, "seconds_model": 0.0, "device": str(dev),
                          "overlap": plan.overlap, "plan": "self-check chose log-linear: no patch run",
-                         "tta": int(tta), "trust": trust}
+                         "tta": int(tta), "trust": trust, "tta_bright": int(tta_bright), "n_bright": 0}
 
     out = np.array(a, dtype=np.float32, copy=True)
     n_batches = math.ceil(len(plan) / batch_size)
     values, t_model = _fill_values(torch.from_numpy(np.array(a, np.float32, copy=True)).to(dev),
                                    torch.from_numpy(np.ascontiguousarray(m)).to(dev), a, m, model, plan, rest,
-                                   dead, batch_size, bf16, progress, trust)
+                                   dead, batch_size, bf16, progress, trust, hot)
     out[m] = values.cpu().numpy()[m]
     if not return_info:
         return out
@@ -566,7 +603,8 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
         "seconds_model": t_model, "layout": str(layout), "widths": list(layout.widths),
         "max_width_supported": wmax, "n_masked": int(np.count_nonzero(m)), "n_dead": plan.n_dead,
         "device": str(dev), "bf16": bool(bf16), "plan": plan.summary(), "method": "dl", "dead": dead,
-        "tta": int(tta), "trust": trust,
+        "tta": int(tta), "trust": trust, "tta_bright": int(tta_bright) if hot else int(tta),
+        "n_bright": hot["n"] if hot else 0,
     }
     if checked is not None:
         info["check"] = checked.to_dict()
@@ -599,6 +637,12 @@ def add_cli(sub):
                    help="test-time ensemble: average the model over this many flip/transposition views of "
                         "each patch (1-16 in 3-D, 1-8 in 2-D; default 1 = the model alone; K times the model "
                         "calls)")
+    p.add_argument("--tta-bright", type=int, default=1, metavar="K",
+                   help="test-time ensemble of K views for the bright patches only (log-linear prefill >= "
+                        "--bright x the brightest measured pixel: beside the Bragg peak, where the amplitude "
+                        "error is made); default 1 = off")
+    p.add_argument("--bright", type=float, default=0.01,
+                   help="fraction of the brightest measured pixel that makes a patch bright (default 0.01)")
     p.add_argument("--trust", type=trust_arg, default="card", metavar="T", help=TRUST_HELP)
     p.add_argument("--max-width", type=int, default=None,
                    help="accept gaps up to this width (default: the model card's supported widths)")
@@ -621,6 +665,8 @@ def _run_inpaint(a):
     from .tta import symmetry_views
     try:
         symmetry_views(iobs.ndim, a.tta)
+        _bright_model(torch.nn.Identity(), 16, a.tta_bright, a.bright)  # its checks only (returns None)
+        symmetry_views(iobs.ndim, a.tta_bright)
     except ValueError as e:
         print(f"pynx-dlgap inpaint: error: {e}", file=sys.stderr)
         return 2
@@ -632,13 +678,14 @@ def _run_inpaint(a):
         return 2
     filled, info = inpaint(iobs, mask, model, overlap=a.overlap, batch_size=a.batch_size, device=a.device,
                            max_width=a.max_width, progress=not a.quiet, return_info=True, bf16=a.bf16,
-                           check=a.check, tta=a.tta, trust=a.trust)
+                           check=a.check, tta=a.tta, trust=a.trust, tta_bright=a.tta_bright, bright=a.bright)
     wfile = Path(a.weights) if a.weights else DEFAULT_WEIGHTS
     save_arrays(a.output, {"data": filled, "mask": mask},
                 attrs={"method": "pynx-dlgap inpaint", "fill": info["method"], "weights": str(wfile),
                        "weights_sha256": card.get("sha256", ""), "n_patches": info["n_patches"],
                        "overlap": info["overlap"], "tta": info["tta"],
                        "trust": "off" if info["trust"] is None else info["trust"],
+                       "tta_bright": info["tta_bright"], "n_bright_patches": info["n_bright"],
                        "self_check": __import__("json").dumps(info.get("check"), default=float)},
                 inputs=[a.data, a.mask], overwrite=a.overwrite)
     print(f"{info['plan']}")

@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from ..normalize import build_input, normalize_patch
+from ..normalize import build_input, denormalize_patch, normalize_patch
 from .patches import INPAINT_CHANNELS, prepare_batch, to_counts
 
 __all__ = ["fill_loglinear_torch", "prepare_batch_torch", "blend_patches", "LOG_MAX"]
@@ -110,7 +110,7 @@ def prepare_batch_torch(I: torch.Tensor, mask: torch.Tensor, channels=INPAINT_CH
 
 
 def blend_patches(I: torch.Tensor, mask: torch.Tensor, plan, model, *, batch_size: int = 32, bf16: bool = False,
-                  window=None, bar=None, trust: float | None = None):
+                  window=None, bar=None, trust: float | None = None, bright: dict | None = None):
     """Run ``model`` on the patches of ``plan`` and blend the trusted predictions.
 
     :param I: centred pattern (float32 tensor, on the device the model runs on).
@@ -122,6 +122,10 @@ def blend_patches(I: torch.Tensor, mask: torch.Tensor, plan, model, *, batch_siz
     :param bar: an optional tqdm bar, advanced by the number of patches of each batch.
     :param trust: trust region around the log-linear prefill, in ``log(I+1)``
         (:func:`pynx_dlgap.inpaint.patches.to_counts`); None: none.
+    :param bright: ``{'model': m, 'level': L}``: patches whose log-linear prefill reaches
+        ``L`` counts in one of their masked voxels (the bright patches, beside the Bragg
+        peak) are predicted by ``m`` instead (e.g. a test-time ensemble of more views);
+        their number is added to ``bright['n']``. None: every patch by ``model``.
     :returns: ``(values, covered, seconds_model)``: float32 tensor of the pattern's shape
         holding ``expm1`` of the weighted mean of ``log(1 + prediction)`` where a trusted
         prediction fell (0 elsewhere), the bool tensor of those voxels, and the seconds
@@ -158,7 +162,15 @@ def blend_patches(I: torch.Tensor, mask: torch.Tensor, plan, model, *, batch_siz
             x, stats = prepare_batch_torch(Ib, Mb)
         t1 = time.perf_counter()
         with torch.inference_mode(), torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bool(bf16)):
-            y = model(x.contiguous(memory_format=fmt))
+            xc = x.contiguous(memory_format=fmt)
+            y = model(xc)
+            if bright is not None:
+                pre = denormalize_patch(x[:, 0], stats)
+                hot = torch.where(Mb, pre, torch.zeros_like(pre)).flatten(1).amax(1) >= float(bright["level"])
+                if bool(hot.any()):
+                    y = y.float().clone()
+                    y[hot] = bright["model"](xc[hot]).float()
+                    bright["n"] = bright.get("n", 0) + int(hot.sum())
         counts = to_counts(y.float().contiguous(), stats, prefill=x[:, :1], trust=trust)
         t_model += time.perf_counter() - t1
         if not bool(torch.isfinite(counts[Mb]).all()):

@@ -109,7 +109,7 @@ class _DLInpaintCore:
     family = None
 
     def _setup(self, model, weights, mode, mask, overlap, batch_size, progress, check=False, bf16=False, tta=1,
-               trust="card"):
+               trust="card", tta_bright=1, bright=0.01):
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         if model is not None and weights is not None:
@@ -128,6 +128,9 @@ class _DLInpaintCore:
         self.tta = int(tta)
         from ..inpaint.infer import resolve_trust
         resolve_trust(None, trust)  # a bad trust fails here too, before the weights are read
+        from ..inpaint.infer import _bright_model
+        _bright_model(model, 16, tta_bright, bright)  # its checks only (returns None), before the weights are read
+        self.tta_bright, self.bright = int(tta_bright), float(bright)
         self.weights_sha256 = None
         self.weights = None
         if model is None:
@@ -140,6 +143,7 @@ class _DLInpaintCore:
             card = getattr(model, "card", None) or {}
             self.weights_sha256 = card.get("sha256")
         self.trust = resolve_trust(model, trust)
+        self._hot = _bright_model(model, self.tta, self.tta_bright, self.bright)
         self.model = with_views(model, self.tta)
 
     def __str__(self):
@@ -161,7 +165,7 @@ class _DLInpaintCore:
         info = dict(operator="DLInpaint", family=self.family, mode=self.mode, voxels_filled=0,
                     voxels_estimated_before=n_estimated, explicit_mask=self.mask is not None,
                     weights=self.weights, weights_sha256=self.weights_sha256, tta=self.tta,
-                    trust=self.trust)
+                    trust=self.trust, tta_bright=max(self.tta_bright, self.tta))
         if n == 0:
             warnings.warn("DLInpaint: cdi.iobs has no masked or estimated pixel; nothing to inpaint (no-op)",
                           stacklevel=4)
@@ -181,7 +185,8 @@ class _DLInpaintCore:
         m_c = np.fft.fftshift(to_fill)
         filled, inf = inpaint(I_c, m_c, model=self.model, overlap=self.overlap, batch_size=self.batch_size,
                               progress=self.progress, return_info=True, check=self.check, bf16=self.bf16,
-                              trust=self.trust)
+                              trust=self.trust, bright=self.bright,
+                              tta_bright=self.tta_bright if self.tta_bright > self.tta else 1)
         fill = np.fft.ifftshift(filled)[to_fill].astype(np.float32)
         new = np.array(stored, dtype=np.float32, copy=True)
         if self.mode == "observed":
@@ -190,7 +195,7 @@ class _DLInpaintCore:
             new[to_fill] = -(fill + np.float32(1)) * np.float32(1e19)
         info.update(bf16=self.bf16, voxels_filled=n, patches=inf.get("n_patches"), batches=inf.get("n_batches"),
                     layout=inf.get("layout"), device=inf.get("device"), fill=inf.get("method", "dl"),
-                    check=inf.get("check"), seconds=time.perf_counter() - t0)
+                    check=inf.get("check"), n_bright=inf.get("n_bright", 0), seconds=time.perf_counter() - t0)
         self._info = info
         return new
 
@@ -221,7 +226,8 @@ class _DLInpaintCore:
         if self.check:
             from ..inpaint.selfcheck import self_check
             checked = self_check(I_c, m_c, self.model, overlap=self.overlap, batch_size=self.batch_size, device=dev,
-                                 bf16=self.bf16, trust=self.trust)
+                                 bf16=self.bf16, trust=self.trust, bright=self.bright,
+                                 tta_bright=self.tta_bright if self.tta_bright > self.tta else 1)
             print(checked.summary())
             method = checked.choice
         if method == "dl":
@@ -234,7 +240,7 @@ class _DLInpaintCore:
             I_t = torch.fft.fftshift(inten_t)  # numpy's fftshift, any parity
             m_t = torch.fft.fftshift(fill_t)
             values, t_model = _fill_values(I_t, m_t, I_c, m_c, self.model, plan, rest, "loglinear", bs, self.bf16,
-                                           self.progress, self.trust)
+                                           self.progress, self.trust, self._hot)
             values = torch.fft.ifftshift(values)
             info.update(patches=len(plan), batches=-(-len(plan) // bs), layout=str(layout), seconds_model=t_model)
         else:
@@ -270,9 +276,11 @@ def _make_cpu_class():
         family = "cpu"
 
         def __init__(self, model=None, weights=None, mode="observed", mask=None, overlap=None,
-                     batch_size=32, progress=False, check=False, bf16=False, tta=1, trust="card"):
+                     batch_size=32, progress=False, check=False, bf16=False, tta=1, trust="card", tta_bright=1,
+                     bright=0.01):
             CPUOperatorCDI.__init__(self)
-            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16, tta, trust)
+            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16, tta, trust,
+                        tta_bright, bright)
 
         def op(self, cdi):
             new = self._new_iobs(cdi)
@@ -297,9 +305,10 @@ def _make_opencl_class():
 
         def __init__(self, model=None, weights=None, mode="observed", mask=None, overlap=None,
                      batch_size=32, progress=False, check=False, bf16=False, processing_unit=None, tta=1,
-                     trust="card"):
+                     trust="card", tta_bright=1, bright=0.01):
             CLOperatorCDI.__init__(self, processing_unit=processing_unit)
-            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16, tta, trust)
+            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16, tta, trust,
+                        tta_bright, bright)
 
         def op(self, cdi):
             # prepare_data has put obj/support/iobs on the device; host iobs is authoritative
@@ -328,11 +337,12 @@ def _make_cuda_class():
 
         def __init__(self, model=None, weights=None, mode="observed", mask=None, overlap=None,
                      batch_size=32, progress=False, check=False, bf16=False, processing_unit=None, tta=1,
-                     trust="card"):
+                     trust="card", tta_bright=1, bright=0.01):
             from ..pynx_backend import init_pynx_cuda
             self.shared_context = init_pynx_cuda()  # before PyNX makes a context of its own
             CUOperatorCDI.__init__(self, processing_unit=processing_unit)
-            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16, tta, trust)
+            self._setup(model, weights, mode, mask, overlap, batch_size, progress, check, bf16, tta, trust,
+                        tta_bright, bright)
 
         def op(self, cdi):
             import torch
@@ -403,7 +413,7 @@ def dlinpaint_class(family: str | None = None):
 
 def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overlap=None, batch_size: int = 32,
               *, family: str | None = None, progress: bool = False, check: bool = False, bf16: bool = False,
-              tta: int = 1, trust="card"):
+              tta: int = 1, trust="card", tta_bright: int = 1, bright: float = 0.01):
     """A PyNX operator filling the masked voxels of ``cdi.iobs`` with the DL inpainting model.
 
     ``cdi = DLInpaint(...) * cdi``; composable: ``cdi = ER**50 * DLInpaint() * cdi``.
@@ -427,6 +437,9 @@ def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overl
     :param trust: trust region of the fill around log-linear interpolation, ``log(I+1)``
         units (``inpaint(trust=)``): ``'card'`` (default) the model card's value, ``None``
         none, or a number >= 0.
+    :param tta_bright, bright: a test-time ensemble of ``tta_bright`` views for the bright
+        patches only (log-linear prefill >= ``bright`` x the brightest measured voxel),
+        as ``inpaint(tta_bright=, bright=)``; default 1 (off).
     :param family: ``'cpu'`` / ``'opencl'`` / ``'cuda'`` to force a family; default the family
         of ``pynx.cdi.ER``.
     :raises PyNXUnavailable: PyNX missing (with the install hint).
@@ -440,4 +453,5 @@ def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overl
         from ..pynx_backend import init_pynx_opencl
         init_pynx_opencl()  # keeps a device already set; else a GPU, else PoCL
     return cls(model=model, weights=weights, mode=mode, mask=mask, overlap=overlap, batch_size=batch_size,
-               progress=progress, check=check, bf16=bf16, tta=tta, trust=trust)
+               progress=progress, check=check, bf16=bf16, tta=tta, trust=trust,
+               tta_bright=tta_bright, bright=bright)
