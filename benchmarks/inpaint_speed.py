@@ -152,37 +152,26 @@ def main(argv=None):
     trust = (card.get("inference") or {}).get("trust")
     print(f"# trust region of the fill (card inference.trust, inpaint's default): {trust}")
     rows = []
-    for bf16 in (False, True):
-        inpaint(I, m, model, progress=False, batch_size=a.batch, bf16=bf16, device=a.device)  # warm-up
+
+    def ours(label, warm_up=False, **kw):
+        """Time one inpaint call of ours (after a warm-up call if asked) and add its row."""
+        if warm_up:
+            inpaint(I, m, model, progress=False, batch_size=a.batch, device=a.device, **kw)
         t0 = time.perf_counter()
-        f, info = inpaint(I, m, model, progress=False, batch_size=a.batch, bf16=bf16, return_info=True,
-                          device=a.device)
+        f, info = inpaint(I, m, model, progress=False, batch_size=a.batch, return_info=True, device=a.device, **kw)
         dt = time.perf_counter() - t0
-        rows.append((f"ours{' bf16' if bf16 else ''} (batch {a.batch})", info["n_patches"], dt, _scores(I, f, m)))
+        rows.append((label.format(**info), info["n_patches"], dt, _scores(I, f, m)))
+
+    for bf16 in (False, True):
+        ours(f"ours{' bf16' if bf16 else ''} (batch {a.batch})", warm_up=True, bf16=bf16)
     if trust is not None:
-        t0 = time.perf_counter()
-        f, info = inpaint(I, m, model, progress=False, batch_size=a.batch, return_info=True, device=a.device,
-                          trust=None)
-        rows.append((f"ours, no trust region (batch {a.batch})", info["n_patches"], time.perf_counter() - t0,
-                     _scores(I, f, m)))
+        ours(f"ours, no trust region (batch {a.batch})", trust=None)
     for ov in a.overlaps:
-        t0 = time.perf_counter()
-        f, info = inpaint(I, m, model, progress=False, batch_size=a.batch, return_info=True, device=a.device,
-                          overlap=ov)
-        rows.append((f"ours, overlap {ov} (batch {a.batch})", info["n_patches"], time.perf_counter() - t0,
-                     _scores(I, f, m)))
+        ours(f"ours, overlap {ov} (batch {a.batch})", overlap=ov)
     for k in a.tta:
-        t0 = time.perf_counter()
-        f, info = inpaint(I, m, model, progress=False, batch_size=a.batch, bf16=True, return_info=True,
-                          device=a.device, tta=k)
-        rows.append((f"ours bf16, tta {k} (batch {a.batch})", info["n_patches"], time.perf_counter() - t0,
-                     _scores(I, f, m)))
+        ours(f"ours bf16, tta {k} (batch {a.batch})", bf16=True, tta=k)
     for k in a.tta_bright:
-        t0 = time.perf_counter()
-        f, info = inpaint(I, m, model, progress=False, batch_size=a.batch, bf16=True, return_info=True,
-                          device=a.device, tta_bright=k)
-        rows.append((f"ours bf16, {k} views on {info['n_bright']} bright", info["n_patches"],
-                     time.perf_counter() - t0, _scores(I, f, m)))
+        ours(f"ours bf16, {k} views on {{n_bright}} bright", bf16=True, tta_bright=k)
     corners = reference_windows(m)
     n_ref = len(corners)
     if a.ref_limit and a.ref_limit < n_ref:

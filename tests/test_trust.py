@@ -17,6 +17,7 @@ from pynx_dlgap.inpaint.tta import with_views
 from pynx_dlgap.simulate.gaps import cross
 
 from test_infer import _cli, cli_inputs, pattern, tiny  # noqa: E402
+from test_tta import operator_fill  # noqa: E402
 
 
 def test_to_counts_trust_matches_float64_reference():
@@ -109,16 +110,7 @@ def test_cli_trust(tmp_path, capsys):
 
 @pytest.mark.pynx
 def test_dlinpaint_operator_trust_matches_inpaint():
-    pytest.importorskip("pynx.cdi.cpu_operator", reason="real PyNX is needed (make setup)")
-    from pynx_dlgap.evaluate.phasing import import_pynx_cdi
-    from pynx_dlgap.operators import DLInpaint
-    pc = import_pynx_cdi("cpu")
-    shape = (32, 40, 40)
-    I = pattern(shape, int(np.random.default_rng().integers(1 << 30)))
-    m = cross(4, 12, 22).mask(shape)
-    model = tiny(perturb=True)
-    cdi = pc.CDI(np.fft.fftshift(I).copy(), mask=np.fft.fftshift(m).astype(np.int8))
-    cdi = DLInpaint(model=model, family="cpu", trust=0.02) * cdi
+    I, m, model, cdi, DLInpaint = operator_fill(trust=0.02)
     assert cdi.dl_inpaint_info["trust"] == 0.02
     got = cdi.get_iobs(shift=True)[m]
     ref = inpaint(np.where(m, 0, I), m, model, progress=False, trust=0.02)[m]

@@ -121,8 +121,9 @@ def test_inpaint_tta_full_group_commutes_with_flipping_the_pattern():
         inpaint(I, m, model, progress=False, tta=20)
 
 
-@pytest.mark.pynx
-def test_dlinpaint_operator_tta_matches_inpaint():
+def operator_fill(**kw):
+    """``(I, m, model, cdi, DLInpaint)``: a fresh pattern with a 4-px cross, a perturbed tiny
+    model, and the PyNX CPU-family CDI after ``DLInpaint(model=model, family='cpu', **kw)``."""
     pytest.importorskip("pynx.cdi.cpu_operator", reason="real PyNX is needed (make setup)")
     from pynx_dlgap.evaluate.phasing import import_pynx_cdi
     from pynx_dlgap.operators import DLInpaint
@@ -132,7 +133,12 @@ def test_dlinpaint_operator_tta_matches_inpaint():
     m = cross(4, 12, 22).mask(shape)
     model = tiny(perturb=True)
     cdi = pc.CDI(np.fft.fftshift(I).copy(), mask=np.fft.fftshift(m).astype(np.int8))
-    cdi = DLInpaint(model=model, family="cpu", tta=3) * cdi
+    return I, m, model, DLInpaint(model=model, family="cpu", **kw) * cdi, DLInpaint
+
+
+@pytest.mark.pynx
+def test_dlinpaint_operator_tta_matches_inpaint():
+    I, m, model, cdi, DLInpaint = operator_fill(tta=3)
     assert cdi.dl_inpaint_info["tta"] == 3
     got = cdi.get_iobs(shift=True)[m]
     ref = inpaint(np.where(m, 0, I), m, model, progress=False, tta=3)[m]
@@ -203,16 +209,7 @@ def test_tta_bright_uses_the_ensemble_on_the_bright_patches_only():
 
 @pytest.mark.pynx
 def test_dlinpaint_operator_tta_bright_matches_inpaint(tmp_path, capsys):
-    pytest.importorskip("pynx.cdi.cpu_operator", reason="real PyNX is needed (make setup)")
-    from pynx_dlgap.evaluate.phasing import import_pynx_cdi
-    from pynx_dlgap.operators import DLInpaint
-    pc = import_pynx_cdi("cpu")
-    shape = (32, 40, 40)
-    I = pattern(shape, int(np.random.default_rng().integers(1 << 30)))
-    m = cross(4, 12, 22).mask(shape)
-    model = tiny(perturb=True)
-    cdi = pc.CDI(np.fft.fftshift(I).copy(), mask=np.fft.fftshift(m).astype(np.int8))
-    cdi = DLInpaint(model=model, family="cpu", tta=2, tta_bright=4, bright=0.05) * cdi
+    I, m, model, cdi, DLInpaint = operator_fill(tta=2, tta_bright=4, bright=0.05)
     assert cdi.dl_inpaint_info["tta_bright"] == 4 and cdi.dl_inpaint_info["n_bright"] > 0
     ref = inpaint(np.where(m, 0, I), m, model, progress=False, tta=2, tta_bright=4, bright=0.05)[m]
     np.testing.assert_allclose(cdi.get_iobs(shift=True)[m], ref, rtol=1e-5)

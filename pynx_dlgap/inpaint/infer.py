@@ -82,7 +82,7 @@ from .._checks import PatternError, check_pattern
 from ..simulate.gaps import GapLayout
 from .patches import INPAINT_CHANNELS
 
-__all__ = ["inpaint", "resolve_trust", "plan_patches", "PatchPlan", "load_inpaint_model", "blend_window", "add_cli",
+__all__ = ["inpaint", "resolve_trust", "check_bright", "plan_patches", "PatchPlan", "load_inpaint_model", "blend_window", "add_cli",
            "DEFAULT_WEIGHTS", "DEFAULT_MAX_WIDTH", "DEFAULT_PATCH"]
 
 #: the shipped inpainting weights (with their ``.json`` card beside them)
@@ -433,18 +433,27 @@ TRUST_HELP = ("trust region of the DL fill around log-linear interpolation, in l
               "the model card's inference.trust; 'off': the model's fill unbounded; or a number >= 0")
 
 
-def _bright_model(model, tta, tta_bright, bright):
-    """``{'model': ensemble, 'fraction': bright}`` for :func:`inpaint`'s ``tta_bright`` (None
-    when it is not above ``tta``); bad values raise ``ValueError`` before any work."""
-    from .tta import SymmetricEnsemble, model_dims, symmetry_views, with_views
+def check_bright(dims: int, tta_bright, bright) -> tuple[int, float]:
+    """``(tta_bright, bright)`` as int and float, or ``ValueError`` (views 1..16 in 3-D, 1..8 in
+    2-D; ``bright`` in (0, 1]): the checks of :func:`inpaint`'s ``tta_bright``/``bright``,
+    for callers that must fail before any work (command lines, ``DLInpaint``)."""
+    from .tta import symmetry_views
     k = int(tta_bright)
     try:
-        symmetry_views(model_dims(model), k)  # 1..16 (3-D), 1..8 (2-D)
+        symmetry_views(dims, k)
     except ValueError as e:
         raise ValueError(f"tta_bright: {e}") from None
     f = float(bright)
     if not 0.0 < f <= 1.0:
         raise ValueError(f"bright must be in (0, 1] (a fraction of the brightest measured voxel), got {bright!r}")
+    return k, f
+
+
+def _bright_model(model, tta, tta_bright, bright):
+    """``{'model': ensemble, 'fraction': bright}`` for :func:`inpaint`'s ``tta_bright`` (None
+    when it is not above ``tta``); bad values raise ``ValueError`` (:func:`check_bright`)."""
+    from .tta import SymmetricEnsemble, model_dims, with_views
+    k, f = check_bright(model_dims(model), tta_bright, bright)
     if k <= int(tta):
         return None
     base = model.model if isinstance(model, SymmetricEnsemble) else model
@@ -474,15 +483,12 @@ def _fill_values(I_t, m_t, a, m, model, plan, rest, dead, batch_size, bf16, prog
         try:
             from tqdm import tqdm
             bar = tqdm(total=len(plan), desc="inpaint", unit="patch", disable=not progress, dynamic_ncols=True)
-            hot = None
-            if bright is not None:
+            if bright is not None:  # blend_patches reads 'model' and 'level', counts into 'n'
                 meas = a[~m]
-                hot = {"model": bright["model"].to(dev).eval(), "n": 0,
-                       "level": float(bright["fraction"]) * float(meas.max() if meas.size else 0.0)}
+                bright["model"].to(dev).eval()
+                bright.update(n=0, level=float(bright["fraction"]) * float(meas.max() if meas.size else 0.0))
             est, covered, t_model = blend_patches(I_t, m_t, plan, model, batch_size=batch_size, bf16=bf16, bar=bar,
-                                                  trust=trust, bright=hot)
-            if hot is not None:
-                bright["n"] = hot["n"]
+                                                  trust=trust, bright=bright)
             bar.close()
         finally:
             model.train(was_training)
@@ -587,7 +593,8 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
                          "n_masked": int(np.count_nonzero(m)), "layout": str(layout), "widths": list(layout.widths),
                          "n_patches": 0, "n_batches": 0, "seconds_model": 0.0, "device": str(dev),
                          "overlap": plan.overlap, "plan": "self-check chose log-linear: no patch run",
-                         "tta": int(tta), "trust": trust, "tta_bright": int(tta_bright), "n_bright": 0}
+                         "tta": int(tta), "trust": trust, "tta_bright": max(int(tta), int(tta_bright)),
+                         "n_bright": 0}
 
     out = np.array(a, dtype=np.float32, copy=True)
     n_batches = math.ceil(len(plan) / batch_size)
@@ -603,7 +610,7 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
         "seconds_model": t_model, "layout": str(layout), "widths": list(layout.widths),
         "max_width_supported": wmax, "n_masked": int(np.count_nonzero(m)), "n_dead": plan.n_dead,
         "device": str(dev), "bf16": bool(bf16), "plan": plan.summary(), "method": "dl", "dead": dead,
-        "tta": int(tta), "trust": trust, "tta_bright": int(tta_bright) if hot else int(tta),
+        "tta": int(tta), "trust": trust, "tta_bright": max(int(tta), int(tta_bright)),
         "n_bright": hot["n"] if hot else 0,
     }
     if checked is not None:
@@ -665,8 +672,7 @@ def _run_inpaint(a):
     from .tta import symmetry_views
     try:
         symmetry_views(iobs.ndim, a.tta)
-        _bright_model(torch.nn.Identity(), 16, a.tta_bright, a.bright)  # its checks only (returns None)
-        symmetry_views(iobs.ndim, a.tta_bright)
+        check_bright(iobs.ndim, a.tta_bright, a.bright)
     except ValueError as e:
         print(f"pynx-dlgap inpaint: error: {e}", file=sys.stderr)
         return 2

@@ -128,9 +128,10 @@ class _DLInpaintCore:
         self.tta = int(tta)
         from ..inpaint.infer import resolve_trust
         resolve_trust(None, trust)  # a bad trust fails here too, before the weights are read
-        from ..inpaint.infer import _bright_model
-        _bright_model(model, 16, tta_bright, bright)  # its checks only (returns None), before the weights are read
-        self.tta_bright, self.bright = int(tta_bright), float(bright)
+        from ..inpaint.infer import _bright_model, check_bright
+        self.tta_bright, self.bright = check_bright(model_dims(model), tta_bright, bright)  # before the weights too
+        # self.model below is already the tta-view ensemble: inpaint/self_check get tta_bright only above it
+        self._tta_bright_over = self.tta_bright if self.tta_bright > self.tta else 1
         self.weights_sha256 = None
         self.weights = None
         if model is None:
@@ -185,8 +186,7 @@ class _DLInpaintCore:
         m_c = np.fft.fftshift(to_fill)
         filled, inf = inpaint(I_c, m_c, model=self.model, overlap=self.overlap, batch_size=self.batch_size,
                               progress=self.progress, return_info=True, check=self.check, bf16=self.bf16,
-                              trust=self.trust, bright=self.bright,
-                              tta_bright=self.tta_bright if self.tta_bright > self.tta else 1)
+                              trust=self.trust, bright=self.bright, tta_bright=self._tta_bright_over)
         fill = np.fft.ifftshift(filled)[to_fill].astype(np.float32)
         new = np.array(stored, dtype=np.float32, copy=True)
         if self.mode == "observed":
@@ -227,7 +227,7 @@ class _DLInpaintCore:
             from ..inpaint.selfcheck import self_check
             checked = self_check(I_c, m_c, self.model, overlap=self.overlap, batch_size=self.batch_size, device=dev,
                                  bf16=self.bf16, trust=self.trust, bright=self.bright,
-                                 tta_bright=self.tta_bright if self.tta_bright > self.tta else 1)
+                                 tta_bright=self._tta_bright_over)
             print(checked.summary())
             method = checked.choice
         if method == "dl":
