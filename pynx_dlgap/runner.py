@@ -20,6 +20,10 @@ PyNX's own. New flags (group "pynx-dlgap deep-learning steps" in ``--help``):
 ``--dl-inpaint-tta K``
     average the inpainting model over K flip/transposition views of each patch
     (:mod:`pynx_dlgap.inpaint.tta`; default 1, the model alone; K times the model calls).
+``--dl-inpaint-tta-bright K``, ``--dl-inpaint-bright F``
+    a test-time ensemble of K views for the bright patches only (log-linear prefill
+    >= F x the brightest measured pixel, beside the Bragg peak; ``inpaint(tta_bright=,
+    bright=)``; default 1 = off, F = 0.01).
 ``--dl-inpaint-trust T|card|off``
     trust region of the DL fill around log-linear interpolation, in ``log(I+1)``
     (``inpaint(trust=)``; default ``card``: the model card's ``inference.trust``).
@@ -79,6 +83,15 @@ def _weights(value, default):
     return default if value in (None, "shipped") else Path(value)
 
 
+def _int(value, default):
+    """A numeric runner parameter (command line: already an int; parameter file: maybe a string)."""
+    return default if value is None else int(value)
+
+
+def _float(value, default):
+    return default if value is None else float(value)
+
+
 def _trust(value):
     """``--dl-inpaint-trust`` (command line or parameter file: a string, or a number) -> ``inpaint(trust=)``."""
     if value is None:
@@ -122,8 +135,10 @@ def runner_classes():
                 self.cdi = DLInpaint(model=model,
                                      mode=p.get("dl_inpaint_mode") or "estimate",
                                      bf16=p.get("dl_bf16", "off") == "on",
-                                     tta=1 if p.get("dl_inpaint_tta") is None else int(p["dl_inpaint_tta"]),
+                                     tta=_int(p.get("dl_inpaint_tta"), 1),
                                      trust=_trust(p.get("dl_inpaint_trust")),
+                                     tta_bright=_int(p.get("dl_inpaint_tta_bright"), 1),
+                                     bright=_float(p.get("dl_inpaint_bright"), 0.01),
                                      check=p.get("dl_inpaint_check", "on") == "on") * self.cdi
                 inf = getattr(self.cdi, "dl_inpaint_info", {})
                 p["dl_inpaint_fill"] = str(inf.get("fill", "dl"))
@@ -226,6 +241,15 @@ def runner_classes():
                              metavar="K",
                              help="with --dl-inpaint: average the model over K flip/transposition views of each "
                                   "patch (1-16; default 1 = the model alone; K times the model calls)")
+            grp.add_argument("--dl-inpaint-tta-bright", "--dl_inpaint_tta_bright", dest="dl_inpaint_tta_bright",
+                             type=int, default=1, metavar="K",
+                             help="with --dl-inpaint: K views for the bright patches only (log-linear prefill >= "
+                                  "--dl-inpaint-bright x the brightest measured pixel, beside the Bragg peak, where "
+                                  "the amplitude error is made); default 1 = off")
+            grp.add_argument("--dl-inpaint-bright", "--dl_inpaint_bright", dest="dl_inpaint_bright", type=float,
+                             default=0.01, metavar="F",
+                             help="with --dl-inpaint-tta-bright: fraction of the brightest measured pixel that "
+                                  "makes a patch bright (default 0.01)")
             from .inpaint.infer import TRUST_HELP
             grp.add_argument("--dl-inpaint-trust", "--dl_inpaint_trust", dest="dl_inpaint_trust", default="card",
                              metavar="T", help="with --dl-inpaint: " + TRUST_HELP)
@@ -270,9 +294,15 @@ def runner_classes():
             from .inpaint.tta import symmetry_views
             try:
                 tta = self.params.get("dl_inpaint_tta")
-                symmetry_views(3, 1 if tta is None else int(tta))
+                symmetry_views(3, _int(tta, 1))
             except ValueError as e:
                 raise ValueError(f"pynx-cdi-id01-dl: --dl-inpaint-tta: {e}") from None
+            from .inpaint.infer import check_bright
+            try:
+                check_bright(3, _int(self.params.get("dl_inpaint_tta_bright"), 1),
+                             _float(self.params.get("dl_inpaint_bright"), 0.01))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"pynx-cdi-id01-dl: --dl-inpaint-tta-bright/--dl-inpaint-bright: {e}") from None
             try:
                 _trust(self.params.get("dl_inpaint_trust"))
             except Exception as e:

@@ -25,7 +25,7 @@ def test_help_lists_pynx_and_dl_flags(tmp_path):
     assert r.returncode == 0
     for flag in ("--dl-inpaint", "--dl-inpaint-mode", "--dl-inpaint-check", "--dl-finetune", "--dl-phase-init",
                  "--dl-bf16", "--dl-phase-noise", "--dl-inpaint-tta", "--dl-inpaint-trust",
-                 "--nb_raar", "--mask_interp", "--scan"):
+                 "--dl-inpaint-tta-bright", "--dl-inpaint-bright", "--nb_raar", "--mask_interp", "--scan"):
         assert flag in r.stdout
 
 
@@ -41,6 +41,11 @@ def test_bad_flag_values_fail_clearly(tmp_path):
     assert r.returncode != 0 and "dl-inpaint-tta" in (r.stdout + r.stderr)
     r = _run(["--data", "d.npz", "--dl-inpaint", "--dl-inpaint-trust", "-1"], tmp_path, timeout=120)
     assert r.returncode != 0 and "dl-inpaint-trust" in (r.stdout + r.stderr)
+    r = _run(["--data", "d.npz", "--dl-inpaint", "--dl-inpaint-tta-bright", "17"], tmp_path, timeout=120)
+    assert r.returncode != 0 and "dl-inpaint-tta-bright" in (r.stdout + r.stderr)
+    r = _run(["--data", "d.npz", "--dl-inpaint", "--dl-inpaint-tta-bright", "4", "--dl-inpaint-bright", "1.5"],
+             tmp_path, timeout=120)
+    assert r.returncode != 0 and "bright must be in (0, 1]" in (r.stdout + r.stderr)
     r = _run(["--data", "d.npz", "--dl-finetune", "2"], tmp_path, timeout=120)
     assert r.returncode != 0 and "needs --dl-inpaint" in (r.stdout + r.stderr)
     assert not list(tmp_path.glob("*.cxi"))  # refused before any work
@@ -56,7 +61,7 @@ def test_end_to_end_with_dl_steps(tmp_path):
     np.savez(tmp_path / "scan.npz", data=s["intensity"])
     np.savez(tmp_path / "mask.npz", mask=m.astype(np.int8))
     r = _run(["--data", "scan.npz", "--mask", "mask.npz", "--nb_raar", "20", "--nb_er", "10",
-              "--dl-inpaint", "--dl-finetune", "1", "--dl-phase-init", "--nb_run", "2", "--dl-phase-noise", "0.5"],
+              "--dl-inpaint", "--dl-finetune", "1", "--dl-inpaint-tta-bright", "4", "--dl-phase-init", "--nb_run", "2", "--dl-phase-noise", "0.5"],
              tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "DLInpaint (" in r.stdout and "DLPhaseInit start" in r.stdout
@@ -67,6 +72,7 @@ def test_end_to_end_with_dl_steps(tmp_path):
         assert cfg["dl_inpaint_voxels"][()] > 0
         assert cfg["dl_inpaint_mode"][()].decode() == "estimate"  # the default (benchmarks/runner_dl.py)
         assert cfg["dl_inpaint_family"][()].decode() == "cpu"
+        assert cfg["dl_inpaint_tta_bright"][()] == 4 and cfg["dl_inpaint_bright"][()] == 0.01
         import json
         ft = json.loads(cfg["dl_finetune_report"][()].decode())
         assert set(ft["before"]["scores"]) == {"dl", "loglinear"} and ft["after"]["n_voxels"] > 0
@@ -109,7 +115,7 @@ def test_pynx_dlgap_phase_cli_end_to_end(tmp_path):
     np.savez(tmp_path / "scan.npz", data=np.where(m, 0, s["intensity"]).astype(np.float32))
     np.savez(tmp_path / "mask.npz", mask=m.astype(np.int8))
     cmd = [sys.executable, "-m", "pynx_dlgap.cli", "phase", "scan.npz", "--mask", "mask.npz", "--inpaint",
-           "--raar", "20", "--er", "10", "--bf16", "--trust", "0.3", "--tta", "2", "-o", "result.cxi"]
+           "--raar", "20", "--er", "10", "--no-check", "--bf16", "--trust", "0.3", "--tta-bright", "4", "--tta", "2", "-o", "result.cxi"]
     r = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "gap fill" in r.stdout and "DL phase start" in r.stdout and "PyNX refinement" in r.stdout
@@ -117,16 +123,25 @@ def test_pynx_dlgap_phase_cli_end_to_end(tmp_path):
     with h5py.File(tmp_path / "result.cxi", "r") as f:
         cfg = f["entry_1/image_1/process_1/configuration"]
         found = {k: cfg[k][()] for k in ("dl_inpaint_fill_as", "dl_inpaint_voxels", "bf16", "dl_inpaint_tta",
-                                          "dl_inpaint_trust")}
+                                          "dl_inpaint_trust", "dl_inpaint_tta_bright",
+                                          "dl_inpaint_bright_patches", "dl_inpaint_fill")}
         obj = f["entry_1/data_1/data"][()]
     assert found["dl_inpaint_fill_as"].decode() == "estimate" and found["dl_inpaint_voxels"] == int(m.sum())
     assert bool(found["bf16"]) and found["dl_inpaint_tta"] == 2 and found["dl_inpaint_trust"] == 0.3
+    # --no-check: the model's fill, with 4 views on the bright patches (on a 64^3 pattern, patches
+    # along a cross near the peak reach 1 % of the brightest pixel)
+    assert found["dl_inpaint_fill"].decode() == "dl"
+    assert found["dl_inpaint_tta_bright"] == 4 and found["dl_inpaint_bright_patches"] > 0
     assert np.isfinite(obj).all() and np.abs(obj).max() > 0
     r = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode != 0 and "exists" in (r.stdout + r.stderr)  # no silent overwrite
     r = subprocess.run(cmd[:-3] + ["17", "-o", "bad.cxi"], cwd=tmp_path, env=ENV, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 2 and "--tta" in r.stderr and "gap fill" not in r.stdout
+    assert not (tmp_path / "bad.cxi").exists()
+    r = subprocess.run(cmd[:-2] + ["bad.cxi", "--bright", "0"], cwd=tmp_path, env=ENV, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 2 and "bright" in r.stderr and "gap fill" not in r.stdout
     assert not (tmp_path / "bad.cxi").exists()
     import torch
     if not torch.cuda.is_available():  # --pynx cuda without a GPU: a clear error before any work

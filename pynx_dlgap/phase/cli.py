@@ -53,6 +53,12 @@ def add_cli(sub):
                    help="with --inpaint: average the inpainting model over this many flip/transposition views of "
                         "each patch (1-16 in 3-D, 1-8 in 2-D; default 1; K times the model calls; "
                         "benchmarks/gap_fill.py --tta measures it)")
+    p.add_argument("--tta-bright", type=int, default=1, metavar="K",
+                   help="with --inpaint: test-time ensemble of K views for the bright patches only (log-linear "
+                        "prefill >= --bright x the brightest measured pixel, beside the Bragg peak); default 1 = off")
+    p.add_argument("--bright", type=float, default=0.01,
+                   help="with --inpaint --tta-bright: fraction of the brightest measured pixel that makes a patch "
+                        "bright (default 0.01)")
     p.add_argument("--trust", type=trust_arg, default="card", metavar="T", help="with --inpaint: " + TRUST_HELP)
     p.add_argument("--raar", type=int, default=600)
     p.add_argument("--er", type=int, default=200)
@@ -78,12 +84,17 @@ def run_phase(a):
     inputs = [a.data] + ([a.mask] if a.mask else [])
     check_output_path(out, inputs, a.overwrite)
     check_output_path(png, inputs, a.overwrite)
+    from ..inpaint.infer import check_bright
     from ..inpaint.tta import symmetry_views
     try:
-        symmetry_views(iobs.ndim, a.tta)
+        try:
+            symmetry_views(iobs.ndim, a.tta)
+        except ValueError as e:
+            raise ValueError(f"--tta: {e}") from None
+        check_bright(iobs.ndim, a.tta_bright, a.bright)
     except ValueError as e:
         import sys
-        print(f"pynx-dlgap phase: error: --tta: {e}", file=sys.stderr)
+        print(f"pynx-dlgap phase: error: {e}", file=sys.stderr)
         return 2
     if a.pynx == "cuda":  # the backend is checked before any work (CUDAUnavailable / OpenCLUnavailable)
         from ..pynx_backend import init_pynx_cuda
@@ -105,8 +116,9 @@ def run_phase(a):
     if imodel is not None:
         t0 = time.perf_counter()
         I, iinf = inpaint(iobs, mask, model=imodel, check=a.check, return_info=True, bf16=a.bf16, tta=a.tta,
-                          trust=a.trust)
+                          trust=a.trust, tta_bright=a.tta_bright, bright=a.bright)
         info.update(dl_inpaint_fill=iinf["method"], dl_inpaint_tta=int(a.tta),
+                    dl_inpaint_tta_bright=int(iinf["tta_bright"]), dl_inpaint_bright_patches=int(iinf["n_bright"]),
                     dl_inpaint_trust="off" if iinf["trust"] is None else float(iinf["trust"]))
         m = np.zeros_like(mask)
         est = mask if a.fill_as == "estimate" else None
