@@ -149,3 +149,34 @@ def test_pynx_dlgap_phase_cli_end_to_end(tmp_path):
                            text=True, timeout=600)
         assert r.returncode == 2 and "GPU" in r.stderr and "gap fill" not in r.stdout, r.stderr[-500:]
         assert not (tmp_path / "gpu.cxi").exists() and not (tmp_path / "gpu.png").exists()
+
+
+def test_pynx_dlgap_phase_keeps_the_best_of_several_starts(tmp_path):
+    """`pynx-dlgap phase --starts 3`: the DL start + 2 perturbed ones, each refined by PyNX; the
+    CXI holds the run of lowest final LLK among those that did not fail, and records all of them."""
+    from pynx_dlgap.simulate import simulate_3d
+    seed = int(np.random.default_rng().integers(1_000_000))
+    s = simulate_3d(seed, (64, 64, 64), "measured", floor=0.0, diffuse=0.0, gaps="none", crop_shift=[0, 0, 0],
+                    phase_range=4.0)
+    np.savez(tmp_path / "scan.npz", data=s["intensity"].astype(np.float32))
+    base = [sys.executable, "-m", "pynx_dlgap.cli", "phase", "scan.npz", "--raar", "20", "--er", "10"]
+    for bad, word in ((["--starts", "0"], "--starts"), (["--start-noise", "-1"], "--start-noise")):
+        r = subprocess.run(base + bad + ["-o", "bad.cxi"], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 2 and word in r.stderr and "DL phase start" not in r.stdout
+        assert not (tmp_path / "bad.cxi").exists()
+    r = subprocess.run(base + ["--starts", "3", "--start-noise", "1.0", "--seed", str(seed % 97), "-o", "best.cxi"],
+                       cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode in (0, 1), r.stderr[-2000:]
+    assert r.stdout.count("PyNX refinement ") == 3 and "kept run" in r.stdout
+    import json
+    with h5py.File(tmp_path / "best.cxi", "r") as f:
+        cfg = f["entry_1/image_1/process_1/configuration"]
+        llks = np.array(json.loads(cfg["start_llks"][()].decode()))
+        failed = np.array(json.loads(cfg["start_failed"][()].decode()), bool)
+        kept, llk = int(cfg["start_kept"][()]), float(cfg["llk"][()])
+        assert int(cfg["starts"][()]) == 3 and float(cfg["start_noise"][()]) == 1.0
+    assert llks.shape == (3,) and np.isfinite(llks).all()
+    ok = np.flatnonzero(~failed)
+    expect = int(ok[np.argmin(llks[ok])]) if ok.size else 0
+    assert kept == expect and llk == llks[kept]

@@ -13,6 +13,13 @@ PyNX's ``DetwinRAAR`` was measured to degrade, ``benchmarks/phase_basin.py``; wi
 ``--random-start``, detwinning as in PyNX) and write a CXI file (PyNX's ``save_obj_cxi``, with what the DL steps
 did in its process information) and a PNG of modulus and phase slices.
 ``--random-start`` skips the DL start (PyNX random start), for comparison.
+
+``--starts K`` refines K starts and keeps the run of lowest final LLK (as PyNX's
+``nb_run_keep 1`` does): the DL start as predicted plus K-1 starts from the
+prediction with a smooth random phase field of ``--start-noise`` rad RMS added
+(2-px correlation, :func:`pynx_dlgap.phase.predict.smooth_noise`, seeded by
+``--seed``); with ``--random-start``, K random starts (seeds ``--seed`` + k).
+``benchmarks/phase_init.py --dl-k 5 --dl-noise 1.0`` measures it (``dl-best-of-5``).
 """
 from __future__ import annotations
 
@@ -62,7 +69,12 @@ def add_cli(sub):
     p.add_argument("--trust", type=trust_arg, default="card", metavar="T", help="with --inpaint: " + TRUST_HELP)
     p.add_argument("--raar", type=int, default=600)
     p.add_argument("--er", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="PyNX's random start / the perturbations' seed")
+    p.add_argument("--starts", type=int, default=1, metavar="K",
+                   help="refine K starts and keep the lowest final LLK: the DL start plus K-1 perturbed ones "
+                        "(--start-noise), or K random starts with --random-start (1-64; default 1)")
+    p.add_argument("--start-noise", type=float, default=1.0, metavar="RAD",
+                   help="RMS (rad) of the smooth phase perturbation of DL starts 2..K (default 1.0)")
     p.add_argument("-o", "--output", required=True, help="result .cxi")
     p.add_argument("--png", default=None, help="figure (default: the output with .png)")
     p.add_argument("--overwrite", action="store_true")
@@ -74,7 +86,6 @@ def run_phase(a):
     from .._checks import check_pattern
     from ..data.io import check_output_path, load_mask, load_pattern
     from ..evaluate.figures import slices_figure
-    from ..evaluate.phasing import phase_pattern
     from .predict import load_phase_model, predict_phase, start_object, support_from_object
     iobs = load_pattern(a.data, a.data_key)
     mask = load_mask(a.mask, a.mask_key) if a.mask else None
@@ -92,6 +103,10 @@ def run_phase(a):
         except ValueError as e:
             raise ValueError(f"--tta: {e}") from None
         check_bright(iobs.ndim, a.tta_bright, a.bright)
+        if not 1 <= a.starts <= 64:
+            raise ValueError(f"--starts must be 1-64, got {a.starts}")
+        if not (np.isfinite(a.start_noise) and 0 <= a.start_noise <= 10):
+            raise ValueError(f"--start-noise must be a phase RMS in [0, 10] rad, got {a.start_noise}")
     except ValueError as e:
         import sys
         print(f"pynx-dlgap phase: error: {e}", file=sys.stderr)
@@ -125,7 +140,7 @@ def run_phase(a):
         info.update(dl_inpaint_voxels=int(mask.sum()), dl_inpaint_seconds=time.perf_counter() - t0,
                     dl_inpaint_fill_as=a.fill_as)
         print(f"gap fill ({iinf['method']}): {int(mask.sum())} voxels in {info['dl_inpaint_seconds']:.1f} s")
-    obj0 = sup0 = None
+    obj0 = sup0 = phase = None
     if model is not None:
         t0 = time.perf_counter()
         phase, pinf = predict_phase(I, m, model=model, return_info=True, bf16=a.bf16)
@@ -135,11 +150,11 @@ def run_phase(a):
                     dl_phase_region_shape=pinf["region_shape"], dl_support_points=int(sup0.sum()))
         print(f"DL phase start in {info['dl_phase_seconds']:.2f} s (region {pinf['region_shape']} at "
               f"{pinf['region_start']}), support {int(sup0.sum())} voxels")
-    r = phase_pattern(I, m, seed=a.seed, obj0=obj0, support0=sup0, keep_cdi=True, estimate=est, backend=a.pynx,
-                      chain=dict(n_raar=a.raar, n_er=a.er, detwin=obj0 is None))
-    info.update(llk=r.llk, phasing_seconds=r.seconds, failed=r.failed or "")
-    print(f"PyNX refinement ({a.raar} RAAR + {a.er} ER): LLK {r.llk:.4g} in {r.seconds:.1f} s"
-          + (f"; FAILED: {r.failed}" if r.failed else ""))
+    r, obj0, kept, llks, failed = _refine(a, I, m, est, phase, obj0, sup0)
+    info.update(llk=r.llk, phasing_seconds=r.seconds, failed=r.failed or "", starts=int(a.starts),
+                start_kept=int(kept), start_llks=[float(x) for x in llks], start_failed=[int(f) for f in failed])
+    if a.starts > 1 and phase is not None:
+        info.update(start_noise=float(a.start_noise))
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists():
         out.unlink()  # --overwrite checked above; PyNX appends otherwise
@@ -155,3 +170,39 @@ def run_phase(a):
     slices_figure(panels, png, title=f"pynx-dlgap phase: {Path(a.data).name}")
     print(f"wrote {out} and {png}")
     return 1 if r.failed else 0
+
+
+def _refine(a, I, m, est, phase, obj0, sup0):
+    """Run ``a.starts`` chains (the DL start + perturbed ones, or random starts) and keep the
+    run of lowest final LLK among those that did not fail (the first one if all failed).
+    Returns ``(result, start object of the kept run, its index, the final LLKs, failed flags)``."""
+    from ..evaluate.phasing import phase_pattern
+    from .predict import smooth_noise, start_object, support_from_object
+    rng = np.random.default_rng(a.seed)
+    best = None
+    llks, failed = [], []
+    for k in range(a.starts):
+        o, sup, seed = obj0, sup0, a.seed
+        if phase is None:
+            seed = a.seed + k
+        elif k > 0:
+            phk = np.where(np.isfinite(phase), phase + smooth_noise(phase.shape, a.start_noise, 2.0, rng),
+                           np.nan).astype(np.float32)
+            o = start_object(I, phk, m)
+            sup = support_from_object(o)
+        r = phase_pattern(I, m, seed=seed, obj0=o, support0=sup, keep_cdi=True, estimate=est, backend=a.pynx,
+                          chain=dict(n_raar=a.raar, n_er=a.er, detwin=o is None))
+        llks.append(r.llk)
+        failed.append(r.failed is not None)
+        what = ("random start" if phase is None else "DL start" if k == 0 else
+                f"DL start + {a.start_noise:g} rad noise")
+        print(f"PyNX refinement {k + 1}/{a.starts} ({what}; {a.raar} RAAR + {a.er} ER): LLK {r.llk:.4g} in "
+              f"{r.seconds:.1f} s" + (f"; FAILED: {r.failed}" if r.failed else ""))
+        ok = r.failed is None
+        if best is None or (ok and (best[0].failed is not None or r.llk < best[0].llk)):
+            best = (r, o, k)
+        else:
+            del r  # keep one PyNX CDI in memory at a time besides the best
+    if a.starts > 1:
+        print(f"kept run {best[2] + 1} of {a.starts} (lowest final LLK of the runs that did not fail)")
+    return best[0], best[1], best[2], llks, failed
