@@ -173,6 +173,10 @@ def main(argv=None):
     ap.add_argument("--random-detwin", choices=["on", "off"], default="on",
                     help="PyNX's DetwinRAAR in the random starts' chain (default on, as PyNX)")
     a = ap.parse_args(argv)
+    from pynx_dlgap.precision import bf16_native
+    if "bf16" in a.dl_precision and not bf16_native("cpu"):
+        a.dl_precision = [p for p in a.dl_precision if p != "bf16"] or ["fp32"]
+        print("# bf16 rows left out: this CPU has no native bfloat16 (AVX512-BF16/AMX; pynx_dlgap.precision)")
     chain = dict(n_raar=a.raar, n_er=a.er)
     jobs = [(a.dims, SEED_BASE + 1000 * j + i, name, lev, a.random, chain, a.weights, a.mod_bound,
              a.random_detwin == "on", a.dl_k, a.dl_noise, tuple(dict.fromkeys(a.dl_precision)))

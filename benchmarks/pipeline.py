@@ -48,6 +48,7 @@ def main(argv=None):
     from pynx_dlgap.evaluate.phasing import phase_pattern
     from pynx_dlgap.inpaint.infer import inpaint, load_inpaint_model
     from pynx_dlgap.phase.predict import load_phase_model, predict_phase, start_object, support_from_object
+    from pynx_dlgap.precision import bf16_native
     imodel, _ = load_inpaint_model(None)
     pmodel, _ = load_phase_model(None, 3)
     if a.pynx == "cuda":
@@ -61,8 +62,10 @@ def main(argv=None):
         t0 = time.perf_counter()
         filled = inpaint(I, m, model=imodel, device=a.device, progress=False)
         t["inpaint"] = time.perf_counter() - t0
+        b16 = bf16_native(a.device)  # elsewhere the bf16 lines would time float32 (the DL steps fall back)
         t0 = time.perf_counter()
-        inpaint(I, m, model=imodel, device=a.device, progress=False, bf16=True)
+        if b16:
+            inpaint(I, m, model=imodel, device=a.device, progress=False, bf16=True)
         t_bf16 = time.perf_counter() - t0
         t0 = time.perf_counter()
         ph = predict_phase(filled, None, model=pmodel, device=a.device)
@@ -70,8 +73,9 @@ def main(argv=None):
         sup0 = support_from_object(o0)
         t["dl-start"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        o16 = start_object(filled, predict_phase(filled, None, model=pmodel, device=a.device, bf16=True))
-        support_from_object(o16)
+        if b16:
+            o16 = start_object(filled, predict_phase(filled, None, model=pmodel, device=a.device, bf16=True))
+            support_from_object(o16)
         t_start16 = time.perf_counter() - t0
         t0 = time.perf_counter()
         r = phase_pattern(filled, None, obj0=o0, support0=sup0, chain=dict(n_raar=a.raar, n_er=a.er), llk_every=0)
@@ -82,6 +86,9 @@ def main(argv=None):
         print(f"{'x'.join(map(str, shape)):14} {'DL share':11} {t['inpaint'] + t['dl-start']:9.2f} "
               f"{100 * (t['inpaint'] + t['dl-start']) / tot:6.1f}%   (chain LLK {r.llk:.4g}"
               + (f", FAILED {r.failed}" if r.failed else "") + ")")
+        if not b16:
+            print(f"{'x'.join(map(str, shape)):14} (bf16 lines left out: {a.device} has no native bfloat16)\n")
+            continue
         tot16 = tot - t["inpaint"] - t["dl-start"] + t_bf16 + t_start16
         print(f"{'x'.join(map(str, shape)):14} {'inpaint-bf16':11} {t_bf16:9.2f} {100 * t_bf16 / tot16:6.1f}%")
         print(f"{'x'.join(map(str, shape)):14} {'start-bf16':11} {t_start16:9.2f} {100 * t_start16 / tot16:6.1f}%")

@@ -16,7 +16,8 @@ PyNX's own. New flags (group "pynx-dlgap deep-learning steps" in ``--help``):
     (estimate) beat the command without DL flags.
 ``--dl-bf16 on|off``
     bfloat16 for the inpainting model (autocast) and the phase model (a bfloat16
-    copy); default off; several times faster on GPUs and on CPUs with bf16 instructions.
+    copy); default off; several times faster on GPUs and on CPUs with bf16 instructions
+    (elsewhere float32 with a warning: :mod:`pynx_dlgap.precision`).
 ``--dl-inpaint-tta K``
     average the inpainting model over K flip/transposition views of each patch
     (:mod:`pynx_dlgap.inpaint.tta`; default 1, the model alone; K times the model calls).
@@ -236,7 +237,7 @@ def runner_classes():
                                   "(a hard constraint; worse in benchmarks/runner_dl.py)")
             grp.add_argument("--dl-bf16", "--dl_bf16", dest="dl_bf16", choices=["on", "off"], default="off",
                              help="bfloat16 for the inpainting (autocast) and phase (bf16 copy) models (faster on GPUs "
-                                  "and bf16 CPUs)")
+                                  "and bf16 CPUs; elsewhere float32 with a warning)")
             grp.add_argument("--dl-inpaint-tta", "--dl_inpaint_tta", dest="dl_inpaint_tta", type=int, default=1,
                              metavar="K",
                              help="with --dl-inpaint: average the model over K flip/transposition views of each "

@@ -107,9 +107,11 @@ def test_opencl_matches_cpu(tiny, data, pynx_opencl):
 
 
 @pytest.mark.parametrize("estimated,bf16", [(False, False), (True, False), (False, True)])
-def test_device_start_matches_host_start(tiny, data, estimated, bf16):
+def test_device_start_matches_host_start(tiny, data, estimated, bf16, monkeypatch):
     """The CUDA op's device step (_start_tensor), run here on a CPU tensor standing for the
-    torch view of cdi._cu_iobs, gives the object and support the CPU op stores."""
+    torch view of cdi._cu_iobs, gives the object and support the CPU op stores (bf16 forced
+    where the CPU has no native bf16: the tiny model runs it in a moment)."""
+    monkeypatch.setenv("PYNX_DLGAP_BF16", "force")
     I, m, _ = data
     pc = import_pynx_cdi("cpu")
     stored = np.fft.fftshift(I).copy()
@@ -161,9 +163,10 @@ def test_smooth_noise_rms_and_correlation():
     assert np.array_equal(n, smooth_noise((48, 48, 48), 0.8, 2.0, seed))
 
 
-def test_bf16_operator_start_is_close_to_fp32(tiny, data):
+def test_bf16_operator_start_is_close_to_fp32(tiny, data, monkeypatch):
     """DLPhaseInit(bf16=True): the same start as the float32 operator up to bf16 rounding, and a
-    chain runs from it."""
+    chain runs from it (bf16 forced where the CPU has no native bf16)."""
+    monkeypatch.setenv("PYNX_DLGAP_BF16", "force")
     I, m, _ = data
     pc = import_pynx_cdi("cpu")
     ref = DLPhaseInit(model=tiny, family="cpu") * _cdi(pc, I, m)

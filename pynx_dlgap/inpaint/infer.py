@@ -528,7 +528,9 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
         else 12 px). Never more than ``patch - 2``.
     :param progress: tqdm progress bar over batches.
     :param return_info: also return a dict (patches, batches, seconds, layout...).
-    :param bf16: bfloat16 autocast for the model call.
+    :param bf16: bfloat16 autocast for the model call, where the device runs bf16 natively
+        (else float32 and a warning: :func:`pynx_dlgap.precision.resolve_bf16`); ``'auto'``:
+        bf16 exactly where native. ``info['bf16']`` says what ran.
     :param patch: patch size (default: the card's ``input.patch``, the registry's input
         shape, else 32).
     :param check: first run the self-check (:func:`pynx_dlgap.inpaint.selfcheck.self_check`):
@@ -578,6 +580,8 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
     P, plan, layout, rest, wmax, batch_size = _checked_plan(a, m, model, overlap, max_width, patch, batch_size,
                                                             dead)
     dev = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    from ..precision import resolve_bf16
+    bf16 = resolve_bf16(bf16, dev, "the inpainting model")
     checked = None
     if check:
         from .selfcheck import self_check
@@ -591,7 +595,7 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
                 return out
             return out, {"method": "loglinear", "check": checked.to_dict(), "seconds": time.perf_counter() - t0,
                          "n_masked": int(np.count_nonzero(m)), "layout": str(layout), "widths": list(layout.widths),
-                         "n_patches": 0, "n_batches": 0, "seconds_model": 0.0, "device": str(dev),
+                         "n_patches": 0, "n_batches": 0, "seconds_model": 0.0, "device": str(dev), "bf16": bool(bf16),
                          "overlap": plan.overlap, "plan": "self-check chose log-linear: no patch run",
                          "tta": int(tta), "trust": trust, "tta_bright": max(int(tta), int(tta_bright)),
                          "n_bright": 0}
@@ -639,7 +643,8 @@ def add_cli(sub):
     p.add_argument("--overlap", type=int, default=None, help="overlap of patches along a gap (default: half a patch)")
     p.add_argument("--batch-size", type=int, default=32, help="patches per model call (default 32)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the model")
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast for the model where the device runs it natively (else float32, warned)")
     p.add_argument("--tta", type=int, default=1,
                    help="test-time ensemble: average the model over this many flip/transposition views of "
                         "each patch (1-16 in 3-D, 1-8 in 2-D; default 1 = the model alone; K times the model "

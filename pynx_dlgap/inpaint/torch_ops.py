@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..normalize import build_input, denormalize_patch, normalize_patch
+from ..precision import resolve_bf16
 from .patches import INPAINT_CHANNELS, prepare_batch, to_counts
 
 __all__ = ["fill_loglinear_torch", "prepare_batch_torch", "blend_patches", "LOG_MAX"]
@@ -161,7 +162,8 @@ def blend_patches(I: torch.Tensor, mask: torch.Tensor, plan, model, *, batch_siz
         else:
             x, stats = prepare_batch_torch(Ib, Mb)
         t1 = time.perf_counter()
-        with torch.inference_mode(), torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bool(bf16)):
+        with torch.inference_mode(), torch.autocast(device_type=dev.type, dtype=torch.bfloat16,
+                                                    enabled=resolve_bf16(bf16, dev, "the inpainting model")):
             xc = x.contiguous(memory_format=fmt)
             y = model(xc)
             if bright is not None:

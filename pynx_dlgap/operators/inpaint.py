@@ -193,7 +193,7 @@ class _DLInpaintCore:
             new[to_fill] = fill
         else:
             new[to_fill] = -(fill + np.float32(1)) * np.float32(1e19)
-        info.update(bf16=self.bf16, voxels_filled=n, patches=inf.get("n_patches"), batches=inf.get("n_batches"),
+        info.update(bf16=bool(inf.get("bf16", False)), voxels_filled=n, patches=inf.get("n_patches"), batches=inf.get("n_batches"),
                     layout=inf.get("layout"), device=inf.get("device"), fill=inf.get("method", "dl"),
                     check=inf.get("check"), n_bright=inf.get("n_bright", 0), seconds=time.perf_counter() - t0)
         self._info = info
@@ -221,12 +221,14 @@ class _DLInpaintCore:
         from .._checks import check_pattern
         I_c, m_c = check_pattern(np.fft.fftshift(inten), np.fft.fftshift(to_fill))
         dev = s.device
+        from ..precision import resolve_bf16
+        bf16 = resolve_bf16(self.bf16, dev, "DLInpaint")
         fill_t = torch.from_numpy(np.ascontiguousarray(to_fill)).to(dev)
         method, checked = "dl", None
         if self.check:
             from ..inpaint.selfcheck import self_check
             checked = self_check(I_c, m_c, self.model, overlap=self.overlap, batch_size=self.batch_size, device=dev,
-                                 bf16=self.bf16, trust=self.trust, bright=self.bright,
+                                 bf16=bf16, trust=self.trust, bright=self.bright,
                                  tta_bright=self._tta_bright_over)
             print(checked.summary())
             method = checked.choice
@@ -239,7 +241,7 @@ class _DLInpaintCore:
             inten_t = torch.where(fill_t, torch.zeros_like(inten_t), inten_t)
             I_t = torch.fft.fftshift(inten_t)  # numpy's fftshift, any parity
             m_t = torch.fft.fftshift(fill_t)
-            values, t_model = _fill_values(I_t, m_t, I_c, m_c, self.model, plan, rest, "loglinear", bs, self.bf16,
+            values, t_model = _fill_values(I_t, m_t, I_c, m_c, self.model, plan, rest, "loglinear", bs, bf16,
                                            self.progress, self.trust, self._hot)
             values = torch.fft.ifftshift(values)
             info.update(patches=len(plan), batches=-(-len(plan) // bs), layout=str(layout), seconds_model=t_model)
@@ -254,7 +256,7 @@ class _DLInpaintCore:
         s.copy_(torch.where(fill_t, new.to(s.dtype), s))
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
-        info.update(bf16=self.bf16, voxels_filled=n, fill=method, check=None if checked is None else checked.to_dict(),
+        info.update(bf16=bf16, voxels_filled=n, fill=method, check=None if checked is None else checked.to_dict(),
                     seconds=time.perf_counter() - t0)
         return s, info
 
@@ -431,7 +433,9 @@ def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overl
         the log-linear fill instead where it beats the model on this pattern's held-back
         copies of the gap; the outcome is in ``cdi.dl_inpaint_info['check']``.
     :param bf16: bfloat16 autocast for the model calls (faster on CPUs with bf16 support and
-        on GPUs; ``benchmarks/inpaint_speed.py`` measures its gap errors against fp32).
+        on GPUs; ``benchmarks/inpaint_speed.py`` measures its gap errors against fp32); only
+        where the device runs bf16 natively, else float32 and a warning (:mod:`pynx_dlgap.precision`;
+        ``dl_inpaint_info['bf16']`` says what ran).
     :param tta: test-time ensemble over this many flip/transposition views of each patch
         (``inpaint(tta=)``, :mod:`pynx_dlgap.inpaint.tta`); 1 = the model alone.
     :param trust: trust region of the fill around log-linear interpolation, ``log(I+1)``

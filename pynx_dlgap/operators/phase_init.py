@@ -167,9 +167,11 @@ class _DLPhaseInitCore:
         m_box = torch.ones(size, dtype=torch.bool, device=dev)
         I_box[src], m_box[src] = I_c[dst], m_c[dst]
         # only the model's input box goes through the host (phase_input is numpy)
-        ph_box = predict_on_box(self._model, I_box.cpu().numpy(), m_box.cpu().numpy(), dev, bf16=self._bf16)
+        from ..precision import resolve_bf16
+        bf16 = resolve_bf16(self._bf16, dev, "DLPhaseInit")
+        ph_box = predict_on_box(self._model, I_box.cpu().numpy(), m_box.cpu().numpy(), dev, bf16=bf16)
         info = {"peak": list(peak), "region_start": list(start), "region_shape": list(size),
-                "seconds": time.perf_counter() - t0, "device": str(dev), "bf16": self._bf16}
+                "seconds": time.perf_counter() - t0, "device": str(dev), "bf16": bf16}
         nb = self._noise_box(size)
         if nb is not None:
             ph_box = ph_box + torch.from_numpy(nb).to(dev)
@@ -322,7 +324,9 @@ def DLPhaseInit(model=None, weights=None, support=None, support_threshold: float
         that holds PyNX's arrays).
     :param family: ``'cpu'`` / ``'opencl'`` / ``'cuda'``; default the family of ``pynx.cdi.ER``.
     :param bf16: run a bfloat16 copy of the model (channels-last in 3-D): several times
-        faster on GPUs and on CPUs with bf16 instructions (:func:`pynx_dlgap.phase.predict.predict_on_box`).
+        faster on GPUs and on CPUs with bf16 instructions (:func:`pynx_dlgap.phase.predict.predict_on_box`);
+        elsewhere float32 and a warning (:mod:`pynx_dlgap.precision`; ``dl_phase_init_info['bf16']``
+        says what ran).
     :param noise: RMS (rad) of a smooth random field (2-px correlation,
         :func:`pynx_dlgap.phase.predict.smooth_noise`) added to the predicted phase: varied
         DL starts for several runs, of which the lowest LLK is kept (``benchmarks/phase_init.py

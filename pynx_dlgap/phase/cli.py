@@ -55,7 +55,8 @@ def add_cli(sub):
     p.add_argument("--random-start", action="store_true", help="no DL start: PyNX random start (comparison)")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 for the DL models (inpainting: autocast; phase: a bf16 copy of the model; several times faster on GPUs and on CPUs with bf16 "
-                        "instructions; benchmarks/phase_init.py --dl-precision fp32 bf16 compares)")
+                        "instructions; elsewhere float32 with a warning; the CXI's bf16 says what ran; "
+                        "benchmarks/phase_init.py --dl-precision fp32 bf16 compares)")
     p.add_argument("--tta", type=int, default=1,
                    help="with --inpaint: average the inpainting model over this many flip/transposition views of "
                         "each patch (1-16 in 3-D, 1-8 in 2-D; default 1; K times the model calls; "
@@ -67,6 +68,9 @@ def add_cli(sub):
                    help="with --inpaint --tta-bright: fraction of the brightest measured pixel that makes a patch "
                         "bright (default 0.01)")
     p.add_argument("--trust", type=trust_arg, default="card", metavar="T", help="with --inpaint: " + TRUST_HELP)
+    p.add_argument("--device", default=None,
+                   help="torch device of the DL models, e.g. cpu, cuda, cuda:1 (default: cuda when torch sees a GPU, "
+                        "else cpu)")
     p.add_argument("--raar", type=int, default=600)
     p.add_argument("--er", type=int, default=200)
     p.add_argument("--seed", type=int, default=0, help="PyNX's random start / the perturbations' seed")
@@ -79,6 +83,23 @@ def add_cli(sub):
     p.add_argument("--png", default=None, help="figure (default: the output with .png)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=run_phase)
+
+
+def _dl_device(name):
+    """The torch device of the DL models: ``name`` checked (a CUDA device must exist), or CUDA when
+    torch sees a GPU, else the CPU."""
+    import torch
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"--device: {e}") from None
+    if dev.type == "cuda" and not (torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count()):
+        raise ValueError(f"--device {name}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name}: use cpu or cuda[:N]")
+    return dev
 
 
 def run_phase(a):
@@ -107,6 +128,7 @@ def run_phase(a):
             raise ValueError(f"--starts must be 1-64, got {a.starts}")
         if not (np.isfinite(a.start_noise) and 0 <= a.start_noise <= 10):
             raise ValueError(f"--start-noise must be a phase RMS in [0, 10] rad, got {a.start_noise}")
+        device = _dl_device(a.device)
     except ValueError as e:
         import sys
         print(f"pynx-dlgap phase: error: {e}", file=sys.stderr)
@@ -118,7 +140,7 @@ def run_phase(a):
         from ..pynx_backend import init_pynx_opencl
         init_pynx_opencl()
     info = {"program": "pynx-dlgap phase", "data": str(a.data), "seed": a.seed, "chain_raar": a.raar,
-            "chain_er": a.er, "bf16": bool(a.bf16)}
+            "chain_er": a.er, "bf16_requested": bool(a.bf16), "bf16": False, "dl_device": str(device)}
     model = imodel = None
     if not a.random_start:  # weights checked before any work
         model, card = load_phase_model(a.weights, iobs.ndim)
@@ -130,9 +152,9 @@ def run_phase(a):
     I, m, est = iobs, mask, None
     if imodel is not None:
         t0 = time.perf_counter()
-        I, iinf = inpaint(iobs, mask, model=imodel, check=a.check, return_info=True, bf16=a.bf16, tta=a.tta,
+        I, iinf = inpaint(iobs, mask, model=imodel, check=a.check, return_info=True, bf16=a.bf16, tta=a.tta, device=device,
                           trust=a.trust, tta_bright=a.tta_bright, bright=a.bright)
-        info.update(dl_inpaint_fill=iinf["method"], dl_inpaint_tta=int(a.tta),
+        info.update(dl_inpaint_fill=iinf["method"], dl_inpaint_tta=int(a.tta), bf16=bool(iinf.get("bf16", False)),
                     dl_inpaint_tta_bright=int(iinf["tta_bright"]), dl_inpaint_bright_patches=int(iinf["n_bright"]),
                     dl_inpaint_trust="off" if iinf["trust"] is None else float(iinf["trust"]))
         m = np.zeros_like(mask)
@@ -143,10 +165,11 @@ def run_phase(a):
     obj0 = sup0 = phase = None
     if model is not None:
         t0 = time.perf_counter()
-        phase, pinf = predict_phase(I, m, model=model, return_info=True, bf16=a.bf16)
+        phase, pinf = predict_phase(I, m, model=model, return_info=True, bf16=a.bf16, device=device)
         obj0 = start_object(I, phase, m)
         sup0 = support_from_object(obj0)
         info.update(dl_phase_seconds=time.perf_counter() - t0, dl_phase_region_start=pinf["region_start"],
+                    bf16=bool(pinf["bf16"] or info["bf16"]),
                     dl_phase_region_shape=pinf["region_shape"], dl_support_points=int(sup0.sum()))
         print(f"DL phase start in {info['dl_phase_seconds']:.2f} s (region {pinf['region_shape']} at "
               f"{pinf['region_start']}), support {int(sup0.sum())} voxels")

@@ -120,6 +120,8 @@ def predict_box(iobs, mask=None, model=None, weights=None, device: str = "cpu", 
     if model_dims != dims:
         raise ValueError(f"a {model_dims}-D phase model cannot predict a {dims}-D pattern")
     size = _model_shape(model, card, dims)
+    from ..precision import resolve_bf16
+    bf16 = resolve_bf16(bf16, device, "the phase model")
     t0 = time.perf_counter()
     peak = bragg_peak(iobs, mask)
     start = prediction_region(iobs.shape, peak, size)
@@ -169,11 +171,13 @@ def predict_on_box(model, I_box, m_box, device="cpu", bf16: bool = False):
     float32 (and about 10 % faster than autocast, which keeps the normalisations in
     float32); the phase it gives differs from float32's by about 0.01 rad (weighted RMS)
     on the shipped 3-D model (``benchmarks/phase_init.py --dl-precision fp32 bf16``
-    measures both, side by side).
+    measures both, side by side). Only where the device runs bf16 natively: elsewhere
+    float32 and a warning (:func:`pynx_dlgap.precision.resolve_bf16`).
     """
     import torch
+    from ..precision import resolve_bf16
     x = torch.from_numpy(phase_input(I_box, m_box))[None].to(device)
-    if bf16:
+    if resolve_bf16(bf16, device, "the phase model"):
         m = bf16_model(model, device)
         x = x.to(torch.bfloat16)
         if x.ndim == 5:

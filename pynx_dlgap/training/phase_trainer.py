@@ -102,6 +102,8 @@ def train_phase(out, **overrides):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if cfg["bf16"] is None:
         cfg["bf16"] = device == "cuda"
+    from ..precision import resolve_bf16
+    cfg["bf16"] = resolve_bf16(cfg["bf16"], device, "training")
     out = Path(out)
     torch.manual_seed(cfg["seed"])
     model = build_model(_model_spec(cfg["model"])).to(device)

@@ -42,7 +42,7 @@ from .schedule import atomic_save, cosine_lr, hardware, progress
 __all__ = ["train", "export", "keep_weights", "kept_checkpoints", "average_state_dicts", "init_from_weights", "load_checkpoint", "validation_set", "evaluate_batches", "add_cli"]
 
 DEFAULTS = dict(model="inpaint3d_small", dims=3, patch=32, batch=16, steps=20000, lr=1e-3, weight_decay=1e-4,
-                warmup=100, bf16=True, channels_last=False, seed=1, val_seed=999_999, val_batches=8,
+                warmup=100, bf16=None, channels_last=False, seed=1, val_seed=999_999, val_batches=8,
                 val_every=250, ckpt_every=250, w_mse=1.0, w_l1=0.0, w_ssim=0.5, w_grad=1.0, w_amp=1.0, regime="mixed",
                 widths=list(range(1, 13)), source=64, threads=0, workers=0, time_limit=0.0, session_seconds=0.0,
                 init="", keep_every=0)
@@ -183,6 +183,8 @@ def train(out, **overrides):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and world > 1:
         torch.cuda.set_device(rank % torch.cuda.device_count())
+    from ..precision import resolve_bf16
+    cfg["bf16"] = resolve_bf16("auto" if cfg["bf16"] is None else cfg["bf16"], device, "training")
     torch.manual_seed(cfg["seed"])
     model = build_model(_model_spec(cfg["model"])).to(device)
     if cfg["channels_last"] and cfg["dims"] == 3:
@@ -414,7 +416,11 @@ def add_cli(sub):
                        description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="run folder (checkpoint.pt, log.csv, config.json)")
     for k, v in DEFAULTS.items():
-        if isinstance(v, bool):
+        if k == "bf16":
+            p.add_argument("--bf16", dest=k, action=__import__("argparse").BooleanOptionalAction, default=None,
+                           help="bf16 autocast (default: where the device runs it natively, a GPU or a CPU "
+                                "with AVX512-BF16/AMX; elsewhere float32)")
+        elif isinstance(v, bool):
             p.add_argument(f"--{k.replace('_', '-')}", dest=k, action=__import__("argparse").BooleanOptionalAction,
                            default=None, help=f"(default {v})")
         elif isinstance(v, list):
