@@ -38,15 +38,13 @@ from pynx_dlgap.phase.predict import smooth_noise  # noqa: E402
 
 def effective_rms(phase, label, weight) -> float:
     """``sqrt(-2 ln C)``, C the weighted coherent average of ``phase - label`` (best of the twin pair)."""
-    from pynx_dlgap.phase.inputs import apply_symmetry
     ok = np.isfinite(phase)
     w = np.where(ok, weight, 0).astype(np.float64)
     p = np.where(ok, phase, 0).astype(np.float64)
     best = 0.0
-    dims = phase.ndim
-    # twin: phi(q) -> -phi(-q)
-    twin = -apply_symmetry(label, tuple(range(dims)), tuple(range(dims)))
-    for lab in (label, twin):
+    # twin: phi(q) -> -phi(q) (the FT of conj(o(-r)) is conj(F(q)); until 0.7.1 this took -phi(-q),
+    # the phase of conj(o(r)), whose intensity is I(-q): DL rows were scored against the wrong pair)
+    for lab in (label, -label):
         c = abs(np.sum(w * np.exp(1j * (p - lab)))) / w.sum()
         best = max(best, c)
     return float(math.sqrt(-2 * math.log(max(best, 1e-12))))

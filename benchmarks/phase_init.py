@@ -15,6 +15,12 @@ PyNX does not model; no gaps), then prints, in one run:
     :func:`pynx_dlgap.phase.predict.smooth_noise`), each refined like ``dl+chain``, and
     ``dl-best-of-K``: of the K DL runs (``dl+chain`` included), the one of lowest final
     LLK (the same selection and number of chains as ``best-of-k`` below);
+(b'') with ``--dl-tta K``: ``dl-only-ttaK`` / ``dl+chain-ttaK``: the test-time ensemble of
+    K of the 48 (2-D: 8) symmetric views the model was trained with (each view's
+    phase mapped back, aligned on the first for twin and offset, phasors averaged:
+    :func:`pynx_dlgap.phase.predict.view_phases`) as the one DL start; with
+    ``--dl-views K``: ``dl-view``: views 2..K's own predictions as starts, and
+    ``dl-bestview-K``: the lowest final LLK of those and ``dl+chain``;
 (c) ``random``: ``--random`` random starts (PyNX ``InitObjRandom`` on the
     autocorrelation support, seeds 0..k-1) + the chain with detwinning (PyNX's
     default, which random starts need), each one counted, and
@@ -66,7 +72,8 @@ def iters_to_5pct(hist, final):
 
 def one_case(args):
     """All runs of one crystal: returns a list of row dicts."""
-    dims, seed, lname, level, n_random, chain, weights, mod_bound, random_detwin, dl_k, dl_noise, precisions = args
+    (dims, seed, lname, level, n_random, chain, weights, mod_bound, random_detwin, dl_k, dl_noise, precisions,
+     ttas, n_views) = args
     import torch
     torch.set_num_threads(1)
     from pynx_dlgap.evaluate.align import object_errors
@@ -105,21 +112,42 @@ def one_case(args):
         rows[-1]["dl_seconds"] = t_dl
         runs[prec] = (ph_p, o_p, sup_p, r, dict(rows[-1]))
     ph, o0, sup0, r, row0 = runs[precisions[0]]  # the first precision feeds dl+noise and dl+chain+dt
+    for K in ttas:  # test-time ensemble of K symmetric views: one start
+        t0 = time.perf_counter()
+        ph_t = predict_phase(I, m, model=model, tta=K)
+        o_t = start_object(I, ph_t, m)
+        sup_t = support_from_object(o_t)
+        t_dl = time.perf_counter() - t0
+        score(f"dl-only-tta{K}", o_t, sec=t_dl)
+        rt = phase_pattern(I, m, obj0=o_t, support0=sup_t, chain=dict(chain, detwin=False))
+        score(f"dl+chain-tta{K}", rt.obj, rt.llk, iters_to_5pct(rt.llk_history, rt.llk), rt.seconds + t_dl,
+              failed=rt.failed)
+        rows[-1]["dl_seconds"] = t_dl
+    def best_of(starts, each, best_name):
+        """Refine each start phase like dl+chain (rows ``each``), then a ``best_name`` row: the run of
+        lowest final LLK among them and dl+chain (the same selection as best-of-k below)."""
+        best_run = (r.llk, row0) if r.failed is None else None
+        for phk in starts:
+            o_k = start_object(I, phk, m)
+            rk = phase_pattern(I, m, obj0=o_k, support0=support_from_object(o_k), chain=dict(chain, detwin=False))
+            score(each, rk.obj, rk.llk, iters_to_5pct(rk.llk_history, rk.llk), rk.seconds, failed=rk.failed)
+            if rk.failed is None and (best_run is None or rk.llk < best_run[0]):
+                best_run = (rk.llk, dict(rows[-1]))
+        b = dict(best_run[1]) if best_run is not None else dict(rows[-1], success=0.0)
+        b["method"] = best_name
+        rows.append(b)
+
+    if n_views > 1:  # each symmetric view's own prediction as a start
+        from pynx_dlgap.phase.predict import view_phases
+        # the held-out patterns have the model's input shape: the box is the whole pattern
+        views = view_phases(model, I, m, "cpu", False, n_views)
+        best_of((v.astype(np.float32) for v in views[1:]), "dl-view", f"dl-bestview-{n_views}")
     if dl_k > 1:
         from pynx_dlgap.phase.predict import smooth_noise
-        best_dl = (r.llk, row0) if r.failed is None else None
         rng = np.random.default_rng(seed)
-        for k in range(dl_k - 1):
-            ok = np.isfinite(ph)
-            phk = np.where(ok, ph + smooth_noise(ph.shape, dl_noise, 2.0, rng), np.nan).astype(np.float32)
-            ok_ = start_object(I, phk, m)
-            rk = phase_pattern(I, m, obj0=ok_, support0=support_from_object(ok_), chain=dict(chain, detwin=False))
-            score("dl+noise", rk.obj, rk.llk, iters_to_5pct(rk.llk_history, rk.llk), rk.seconds, failed=rk.failed)
-            if rk.failed is None and (best_dl is None or rk.llk < best_dl[0]):
-                best_dl = (rk.llk, dict(rows[-1]))
-        b = dict(best_dl[1]) if best_dl is not None else dict(rows[-1], success=0.0)
-        b["method"] = f"dl-best-of-{dl_k}"
-        rows.append(b)
+        ok = np.isfinite(ph)
+        best_of((np.where(ok, ph + smooth_noise(ph.shape, dl_noise, 2.0, rng), np.nan).astype(np.float32)
+                 for _ in range(dl_k - 1)), "dl+noise", f"dl-best-of-{dl_k}")
     r = phase_pattern(I, m, obj0=o0, support0=sup0, chain=dict(chain, detwin=True))
     score("dl+chain+dt", r.obj, r.llk, iters_to_5pct(r.llk_history, r.llk), r.seconds + row0["dl_seconds"],
           failed=r.failed)
@@ -170,6 +198,11 @@ def main(argv=None):
     ap.add_argument("--dl-precision", nargs="+", choices=["fp32", "bf16"], default=["fp32"],
                     help="precisions of the DL step, each with its dl-only and dl+chain rows (bf16: bfloat16 "
                          "autocast, channels-last; rows '-bf16'); the first one's start feeds dl+noise and dl+chain+dt")
+    ap.add_argument("--dl-tta", type=int, nargs="+", default=[], metavar="K",
+                    help="also the test-time ensemble of K symmetric views (rows dl-only-ttaK, dl+chain-ttaK)")
+    ap.add_argument("--dl-views", type=int, default=1, metavar="K",
+                    help="also K starts from K symmetric views' own predictions (rows dl-view: views 2..K; "
+                         "dl-bestview-K: the lowest final LLK of them and dl+chain)")
     ap.add_argument("--random-detwin", choices=["on", "off"], default="on",
                     help="PyNX's DetwinRAAR in the random starts' chain (default on, as PyNX)")
     a = ap.parse_args(argv)
@@ -179,7 +212,8 @@ def main(argv=None):
         print("# bf16 rows left out: this CPU has no native bfloat16 (AVX512-BF16/AMX; pynx_dlgap.precision)")
     chain = dict(n_raar=a.raar, n_er=a.er)
     jobs = [(a.dims, SEED_BASE + 1000 * j + i, name, lev, a.random, chain, a.weights, a.mod_bound,
-             a.random_detwin == "on", a.dl_k, a.dl_noise, tuple(dict.fromkeys(a.dl_precision)))
+             a.random_detwin == "on", a.dl_k, a.dl_noise, tuple(dict.fromkeys(a.dl_precision)),
+             tuple(dict.fromkeys(a.dl_tta)), a.dl_views)
             for j, (name, lev) in enumerate(LEVELS) if name in a.levels for i in range(a.n)]
     t0 = time.perf_counter()
     rows = run_cases(one_case, jobs, a.workers)
@@ -196,14 +230,17 @@ def main(argv=None):
     if a.dl_k > 1:
         print(f"# dl+noise: DL phase + smooth noise of RMS {a.dl_noise} rad (2-px correlation), no detwin")
     print()
-    hdr = f"{'level':6} {'method':13} {'success':>8} {'phase_rms':>9} {'mod_err':>8} {'llk':>9} {'iters5%':>8} " \
+    hdr = f"{'level':6} {'method':15} {'success':>8} {'phase_rms':>9} {'mod_err':>8} {'llk':>9} {'iters5%':>8} " \
           f"{'seconds':>8} {'n':>4}"
     print(hdr)
     print("-" * len(hdr))
     precs = list(dict.fromkeys(a.dl_precision))
     sfx = ["" if p == "fp32" else f"-{p}" for p in precs]
-    methods = [f"dl-only{x}" for x in sfx] + [f"dl+chain{x}" for x in sfx] + ["dl+noise", f"dl-best-of-{a.dl_k}", "dl+chain+dt", "random",
-               f"best-of-{a.random}"]
+    tt = list(dict.fromkeys(a.dl_tta))
+    methods = ([f"dl-only{x}" for x in sfx] + [f"dl-only-tta{k}" for k in tt] + [f"dl+chain{x}" for x in sfx]
+               + [f"dl+chain-tta{k}" for k in tt] + ["dl+noise", f"dl-best-of-{a.dl_k}", "dl-view",
+                                                     f"dl-bestview-{a.dl_views}", "dl+chain+dt", "random",
+                                                     f"best-of-{a.random}"])
     for name, _ in LEVELS:
         if name not in a.levels:
             continue
@@ -214,7 +251,7 @@ def main(argv=None):
             def f(k):
                 v = np.array([r[k] for r in rr], float)
                 return np.median(v[np.isfinite(v)]) if np.isfinite(v).any() else np.nan
-            print(f"{name:6} {meth:13} {np.mean([r['success'] for r in rr]):8.2f} {f('phase_rms'):9.3f} "
+            print(f"{name:6} {meth:15} {np.mean([r['success'] for r in rr]):8.2f} {f('phase_rms'):9.3f} "
                   f"{f('modulus_error'):8.3f} {f('llk'):9.3g} {f('iters'):8.0f} {f('seconds'):8.2f} {len(rr):4d}")
         print()
     for p, x in zip(precs, sfx):
@@ -222,6 +259,9 @@ def main(argv=None):
         dt = [r["dl_seconds"] for r in rows if r["method"] == f"dl+chain{x}"]
         print(f"# DL step {p} (prediction + start object, CPU, 1 thread per worker) = {100 * np.mean(sh):.1f} % "
               f"of the dl+chain time (mean; median {100 * np.median(sh):.1f} %), {np.median(dt):.2f} s (median)")
+    for k in tt:
+        sh = [r["dl_seconds"] / r["seconds"] for r in rows if r["method"] == f"dl+chain-tta{k}"]
+        print(f"# DL step with {k} views = {100 * np.mean(sh):.1f} % of the dl+chain-tta{k} time (mean)")
     for x in sfx[1:]:
         d = [r["pred_diff"] for r in rows if r["method"] == f"dl-only{x}"]
         print(f"# prediction {x[1:]} vs {precs[0]}: weighted RMS phase difference median {np.median(d):.3f} rad, "

@@ -41,6 +41,9 @@ PyNX's own. New flags (group "pynx-dlgap deep-learning steps" in ``--help``):
     prediction plus a smooth random phase field of this RMS (seeded by the run number), so
     that the runs differ and ``nb_run_keep`` keeps the best by LLK (the chain is
     deterministic: without it, every run would give the same result).
+``--dl-phase-tta K``
+    with ``--dl-phase-init``: the test-time ensemble of the phase model over K of its
+    symmetric views (:func:`pynx_dlgap.phase.predict.view_phases`); default 1.
 ``--dl-phase-init [WEIGHTS]``
     start every run from the DL reciprocal-phase prediction
     (``IFT(sqrt(I) exp(i phi))``, support from its modulus) instead of PyNX's start;
@@ -162,13 +165,14 @@ def runner_classes():
                 run = getattr(self, "_dl_run", 1)
                 noise = float(p.get("dl_phase_noise") or 0) if run > 1 else 0.0  # run 1: the prediction as is
                 self.cdi = DLPhaseInit(weights=_weights(p.get("dl_phase_init"), default_weights(ndim)),
-                                       noise=noise, noise_seed=run,
+                                       noise=noise, noise_seed=run, tta=int(p.get("dl_phase_tta") or 1),
                                        bf16=p.get("dl_bf16", "off") == "on") * self.cdi
                 inf = getattr(self.cdi, "dl_phase_init_info", {})
                 p["dl_phase_init_seconds"] = time.perf_counter() - t0
                 p["dl_phase_init_sha256"] = str(inf.get("weights_sha256") or "")
                 p["dl_phase_init_region"] = str(inf.get("region_shape", ""))
                 p["dl_phase_init_noise"] = noise
+                p["dl_phase_init_tta"] = int(inf.get("tta", 1))
                 print(f"pynx-dlgap: DLPhaseInit start in {p['dl_phase_init_seconds']:.1f} s, support "
                       f"{inf.get('support_points')} voxels" + (f", phase noise {noise:g} rad" if noise else ""))
 
@@ -272,6 +276,10 @@ def runner_classes():
                              help="with --dl-phase-init and nb_run > 1: runs after the first start from the "
                                   "prediction plus a smooth random phase field of this RMS (rad; seeded by the "
                                   "run number), so that PyNX's nb_run_keep can keep the best by LLK. Default 0")
+            grp.add_argument("--dl-phase-tta", "--dl_phase_tta", dest="dl_phase_tta", type=int, default=1,
+                             metavar="K",
+                             help="with --dl-phase-init: test-time ensemble of the phase model over K of its "
+                                  "48 (2-D: 8) symmetric views (K model calls). Default 1")
             return parser
 
         def check_params(self):
@@ -287,6 +295,13 @@ def runner_classes():
             nz = self.params.get("dl_phase_noise") or 0
             if not (float(nz) >= 0 and float(nz) < 1e3):
                 raise ValueError(f"pynx-cdi-id01-dl: --dl-phase-noise must be a phase RMS >= 0 (rad), got {nz}")
+            if self.params.get("dl_phase_init") is not None:
+                from .phase.predict import phase_views
+                try:
+                    tta = self.params.get("dl_phase_tta")
+                    phase_views(3, 1 if tta is None else int(tta))  # 2-D data: <= 8, checked by DLPhaseInit
+                except ValueError as e:
+                    raise ValueError(f"pynx-cdi-id01-dl: --dl-phase-tta: {e}") from None
             ft = self.params.get("dl_finetune") or 0
             if int(ft) < 0:
                 raise ValueError(f"pynx-cdi-id01-dl: --dl-finetune must be >= 0 epochs, got {ft}")

@@ -176,3 +176,23 @@ def test_bf16_operator_start_is_close_to_fp32(tiny, data, monkeypatch):
     assert 0.98 < ncc < 1 - 1e-7  # bf16 changes the start, by little
     cdi = pc.ER() ** 10 * cdi
     assert np.isfinite(cdi.get_obj()).all()
+
+
+def test_tta_operator_matches_ensemble_prediction(tiny, data):
+    """DLPhaseInit(tta=4): the start built from predict_phase(tta=4); a bad tta fails at construction.
+    The CUDA op's device step (run here on a CPU tensor) gives the same start."""
+    I, m, _ = data
+    pc = import_pynx_cdi("cpu")
+    with pytest.raises(ValueError, match="1 to 8 views"):
+        DLPhaseInit(model=tiny, family="cpu", tta=9)
+    cdi = DLPhaseInit(model=tiny, family="cpu", tta=4) * _cdi(pc, I, m)
+    ref = start_object(I, predict_phase(I, m, model=tiny, tta=4), m)
+    one = start_object(I, predict_phase(I, m, model=tiny), m)
+    got = cdi.get_obj(shift=True)
+    assert _ncc(got, ref) > 1 - 1e-5 and _ncc(ref, one) < 1 - 1e-4
+    assert cdi.dl_phase_init_info["tta"] == 4
+    op = DLPhaseInit(model=tiny, family="cpu", tta=4)
+    stored = np.fft.fftshift(np.where(m, -1.05e38, I)).astype(np.float32)
+    obj_h, _ = op._start(pc.CDI(stored.copy()))
+    obj_t, _ = op._start_tensor(torch.from_numpy(stored.copy()))
+    np.testing.assert_allclose(np.fft.ifftshift(obj_t.numpy()), obj_h, rtol=0, atol=2e-5 * np.abs(obj_h).max())

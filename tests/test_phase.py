@@ -179,3 +179,90 @@ def test_bf16_copy_is_cached_and_follows_parameter_changes():
     b = bf16_model(model, "cpu")
     assert b is not a
     assert torch.equal(next(b.parameters()), next(model.parameters()).to(torch.bfloat16))
+
+
+class _Pointwise(torch.nn.Module):
+    """A phase 'model' that is a pointwise function of the intensity and mask channels:
+    equivariant under every symmetry of the inputs by construction (the coordinate
+    channels are ignored), so every view, mapped back, must give the identity view's phase."""
+
+    def __init__(self, dims):
+        super().__init__()
+        self.config = {"kwargs": {"dims": dims}}
+        self.a = torch.nn.Parameter(torch.tensor(5.0))
+
+    def forward(self, x):
+        t = self.a * x[:, 0] + 0.7 * x[:, 1] + 0.3
+        return torch.stack([torch.cos(t), torch.sin(t)], 1)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_views_invert_exactly_and_are_distinct(dims):
+    from pynx_dlgap.phase.predict import invert_symmetry, phase_views
+    views = phase_views(dims, 48 if dims == 3 else 8)
+    assert views[0] == (tuple(range(dims)), ()) and len(set(views)) == len(views)
+    a = np.random.default_rng().normal(size=(2,) + (6,) * dims)
+    for p, f in views:
+        b = apply_symmetry(a, p, f)
+        assert np.array_equal(invert_symmetry(b, p, f), a)
+        if (p, f) != views[0]:
+            assert not np.array_equal(b, a)
+    with pytest.raises(ValueError, match="1 to 48 views"):
+        phase_views(3, 49)
+    with pytest.raises(ValueError, match="1 to 8 views"):
+        phase_views(2, 0)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_view_ensemble_of_an_equivariant_model_equals_the_model(dims):
+    """Every view of a pointwise (equivariant) model, mapped back, is the identity view's phase;
+    so the ensemble equals the single prediction (float rounding), for a freshly simulated crystal."""
+    from pynx_dlgap.phase.predict import predict_on_box, view_phases
+    from pynx_dlgap.simulate import simulate_2d, simulate_3d
+    seed = int(np.random.default_rng().integers(1_000_000))
+    shape = (24,) * dims
+    sim = simulate_3d if dims == 3 else simulate_2d
+    s = sim(seed, shape, "measured", floor=0.0, diffuse=0.0, gaps="none", crop_shift=[0] * dims)
+    I, m = s["intensity"].astype(np.float32), s["mask"] | s["dead"]
+    model = _Pointwise(dims)
+    ref = predict_on_box(model, I, m).numpy().astype(np.float64)
+    k = 48 if dims == 3 else 8
+    v = view_phases(model, I, m, k=k, batch=5)
+    assert v.shape == (k,) + shape
+    np.testing.assert_allclose(np.angle(np.exp(1j * (v - ref))), 0, atol=2e-5)
+    ens = predict_on_box(model, I, m, tta=k).numpy()
+    np.testing.assert_allclose(np.angle(np.exp(1j * (ens - ref))), 0, atol=2e-5)
+
+
+def test_twin_is_minus_the_phase_and_alignment_undoes_twin_and_offset():
+    """The Fourier twin conj(o(-r)) (evaluate.align.twin_image) has phase -phi(q) at the same q
+    (float64 FFT of a random complex object); align_phase maps the twin plus an offset back."""
+    from pynx_dlgap.evaluate.align import twin_image
+    from pynx_dlgap.phase.predict import align_phase, twin_phase
+    rng = np.random.default_rng()
+    o = np.zeros((16,) * 3, complex)
+    o[4:12, 5:11, 6:10] = rng.uniform(0.5, 1, (8, 6, 4)) * np.exp(1j * rng.normal(size=(8, 6, 4)))
+    F, Ft = _cfft(o), _cfft(twin_image(o))
+    ok = np.abs(F) > 1e-6 * np.abs(F).max()
+    np.testing.assert_allclose(np.abs(Ft), np.abs(F), rtol=1e-9, atol=1e-9 * np.abs(F).max())
+    d = np.angle(np.exp(1j * (np.angle(Ft) - twin_phase(np.angle(F)))))
+    assert np.abs(d[ok]).max() < 1e-6
+    ph = np.angle(F)
+    w = np.abs(F) ** 0.5
+    c = rng.uniform(-np.pi, np.pi)
+    for cand in (ph + c, -ph + c):
+        got = align_phase(ph, cand, w)
+        assert np.abs(np.angle(np.exp(1j * (got - ph)))).max() < 1e-9
+
+
+def test_phase_tta_is_checked_and_recorded():
+    from pynx_dlgap.simulate import simulate_3d
+    seed = int(np.random.default_rng().integers(1_000_000))
+    s = simulate_3d(seed, (64,) * 3, "measured", floor=0.0, diffuse=0.0, gaps="none", crop_shift=[0, 0, 0])
+    I = s["intensity"].astype(np.float32)
+    model = build_model(TINY_PHASE3).eval()
+    with pytest.raises(ValueError, match="1 to 48 views"):
+        predict_phase(I, model=model, tta=0)
+    p2, info = predict_phase(I, model=model, tta=2, return_info=True)
+    p1 = predict_phase(I, model=model)
+    assert info["tta"] == 2 and np.isfinite(p2).all() and not np.allclose(p1, p2)

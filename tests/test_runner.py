@@ -27,7 +27,7 @@ def test_help_lists_pynx_and_dl_flags(tmp_path):
     r = _run(["--help"], tmp_path, timeout=120)
     assert r.returncode == 0
     for flag in ("--dl-inpaint", "--dl-inpaint-mode", "--dl-inpaint-check", "--dl-finetune", "--dl-phase-init",
-                 "--dl-bf16", "--dl-phase-noise", "--dl-inpaint-tta", "--dl-inpaint-trust",
+                 "--dl-bf16", "--dl-phase-noise", "--dl-phase-tta", "--dl-inpaint-tta", "--dl-inpaint-trust",
                  "--dl-inpaint-tta-bright", "--dl-inpaint-bright", "--nb_raar", "--mask_interp", "--scan"):
         assert flag in r.stdout
 
@@ -40,6 +40,8 @@ def test_bad_flag_values_fail_clearly(tmp_path):
     assert r.returncode == 2 and "not found" in r.stderr
     r = _run(["--data", "d.npz", "--dl-phase-init", "--dl-phase-noise", "-1"], tmp_path, timeout=120)
     assert r.returncode != 0 and "dl-phase-noise" in (r.stdout + r.stderr)
+    r = _run(["--data", "d.npz", "--dl-phase-init", "--dl-phase-tta", "0"], tmp_path, timeout=120)
+    assert r.returncode != 0 and "dl-phase-tta" in (r.stdout + r.stderr)
     r = _run(["--data", "d.npz", "--dl-inpaint", "--dl-inpaint-tta", "0"], tmp_path, timeout=120)
     assert r.returncode != 0 and "dl-inpaint-tta" in (r.stdout + r.stderr)
     r = _run(["--data", "d.npz", "--dl-inpaint", "--dl-inpaint-trust", "-1"], tmp_path, timeout=120)
@@ -64,7 +66,8 @@ def test_end_to_end_with_dl_steps(tmp_path):
     np.savez(tmp_path / "scan.npz", data=s["intensity"])
     np.savez(tmp_path / "mask.npz", mask=m.astype(np.int8))
     r = _run(["--data", "scan.npz", "--mask", "mask.npz", "--nb_raar", "20", "--nb_er", "10",
-              "--dl-inpaint", "--dl-finetune", "1", "--dl-inpaint-tta-bright", "4", "--dl-phase-init", "--nb_run", "2", "--dl-phase-noise", "0.5"],
+              "--dl-inpaint", "--dl-finetune", "1", "--dl-inpaint-tta-bright", "4", "--dl-phase-init", "--nb_run", "2", "--dl-phase-noise", "0.5",
+              "--dl-phase-tta", "2"],
              tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "DLInpaint (" in r.stdout and "DLPhaseInit start" in r.stdout
@@ -91,6 +94,7 @@ def test_end_to_end_with_dl_steps(tmp_path):
     for (f_run,), noise in zip(runs, (0.0, 0.5)):  # the second run starts from a perturbed prediction
         with h5py.File(f_run, "r") as f:
             assert f["entry_1/image_1/process_1/configuration/dl_phase_init_noise"][()] == noise
+            assert f["entry_1/image_1/process_1/configuration/dl_phase_init_tta"][()] == 2
 
 
 def test_dl_steps_in_algorithm_string(tmp_path):
@@ -168,12 +172,13 @@ def test_pynx_dlgap_phase_keeps_the_best_of_several_starts(tmp_path):
     base = [sys.executable, "-m", "pynx_dlgap.cli", "phase", "scan.npz", "--raar", "20", "--er", "10"]
     nope = "cuda:7" if torch.cuda.device_count() < 8 else "mps"
     for bad, word in ((["--starts", "0"], "--starts"), (["--start-noise", "-1"], "--start-noise"),
-                      (["--device", nope], "--device")):
+                      (["--device", nope], "--device"), (["--phase-tta", "49"], "--phase-tta")):
         r = subprocess.run(base + bad + ["-o", "bad.cxi"], cwd=tmp_path, env=ENV, capture_output=True, text=True,
                            timeout=300)
         assert r.returncode == 2 and word in r.stderr and "DL phase start" not in r.stdout
         assert not (tmp_path / "bad.cxi").exists()
-    r = subprocess.run(base + ["--starts", "3", "--start-noise", "1.0", "--seed", str(seed % 97), "-o", "best.cxi"],
+    r = subprocess.run(base + ["--starts", "3", "--start-noise", "1.0", "--seed", str(seed % 97), "--phase-tta", "2",
+                               "-o", "best.cxi"],
                        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode in (0, 1), r.stderr[-2000:]
     assert r.stdout.count("PyNX refinement ") == 3 and "kept run" in r.stdout
@@ -185,6 +190,7 @@ def test_pynx_dlgap_phase_keeps_the_best_of_several_starts(tmp_path):
         kept, llk = int(cfg["start_kept"][()]), float(cfg["llk"][()])
         assert int(cfg["starts"][()]) == 3 and float(cfg["start_noise"][()]) == 1.0
         assert cfg["dl_device"][()].decode() == ("cuda" if torch.cuda.is_available() else "cpu")
+        assert int(cfg["dl_phase_tta"][()]) == 2
     assert llks.shape == (3,) and np.isfinite(llks).all()
     ok = np.flatnonzero(~failed)
     expect = int(ok[np.argmin(llks[ok])]) if ok.size else 0

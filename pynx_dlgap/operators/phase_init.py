@@ -86,6 +86,7 @@ class _DLPhaseInitCore:
         self._thr, self._sigma = float(support_threshold), float(support_sigma)
         self._device = device
         self._bf16 = bool(bf16)
+        self.tta = 1
         self._info = {}
 
     def __str__(self):
@@ -106,7 +107,7 @@ class _DLPhaseInitCore:
         ndim = I.ndim
         self._check_dims(ndim)
         phase, info = predict_phase(I, mask, model=self._model, device=self._device, return_info=True,
-                                    bf16=self._bf16)
+                                    bf16=self._bf16, tta=self.tta)
         nb = self._noise_box(info["region_shape"])
         if nb is not None:
             from ..phase.predict import box_slices
@@ -169,9 +170,10 @@ class _DLPhaseInitCore:
         # only the model's input box goes through the host (phase_input is numpy)
         from ..precision import resolve_bf16
         bf16 = resolve_bf16(self._bf16, dev, "DLPhaseInit")
-        ph_box = predict_on_box(self._model, I_box.cpu().numpy(), m_box.cpu().numpy(), dev, bf16=bf16)
+        ph_box = predict_on_box(self._model, I_box.cpu().numpy(), m_box.cpu().numpy(), dev, bf16=bf16,
+                                tta=self.tta)
         info = {"peak": list(peak), "region_start": list(start), "region_shape": list(size),
-                "seconds": time.perf_counter() - t0, "device": str(dev), "bf16": bf16}
+                "seconds": time.perf_counter() - t0, "device": str(dev), "bf16": bf16, "tta": int(self.tta)}
         nb = self._noise_box(size)
         if nb is not None:
             ph_box = ph_box + torch.from_numpy(nb).to(dev)
@@ -312,7 +314,7 @@ def dlphaseinit_class(family: str | None = None):
 
 def DLPhaseInit(model=None, weights=None, support=None, support_threshold: float = 0.2, support_sigma: float = 1.0,
                 *, device: str = "cpu", family: str | None = None, noise: float = 0.0, noise_seed=None,
-                bf16: bool = False):
+                bf16: bool = False, tta: int = 1):
     """A PyNX operator setting the object from the DL reciprocal-phase prediction.
 
     :param model: a loaded phase model; default ``weights``, default the shipped
@@ -331,6 +333,8 @@ def DLPhaseInit(model=None, weights=None, support=None, support_threshold: float
         :func:`pynx_dlgap.phase.predict.smooth_noise`) added to the predicted phase: varied
         DL starts for several runs, of which the lowest LLK is kept (``benchmarks/phase_init.py
         --dl-k``); ``noise_seed`` seeds it. Default 0: the prediction as is.
+    :param tta: test-time ensemble of that many symmetric views (1-48 in 3-D, 1-8 in 2-D;
+        :func:`pynx_dlgap.phase.predict.view_phases`); ``tta`` model calls. Default 1.
     :raises WeightsError: weights missing/corrupted (checked here, before any work).
     """
     if not (np.isfinite(noise) and noise >= 0):
@@ -341,5 +345,7 @@ def DLPhaseInit(model=None, weights=None, support=None, support_threshold: float
         init_pynx_opencl()
     op = cls(model=model, weights=weights, support=support, support_threshold=support_threshold,
              support_sigma=support_sigma, device=device, bf16=bf16)
-    op.noise, op.noise_seed = float(noise), noise_seed
+    from ..phase.predict import phase_views
+    phase_views(int(op._model.config["kwargs"].get("dims", 3)), tta)  # a bad tta fails here, before any work
+    op.noise, op.noise_seed, op.tta = float(noise), noise_seed, int(tta)
     return op

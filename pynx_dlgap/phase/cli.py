@@ -68,6 +68,10 @@ def add_cli(sub):
                    help="with --inpaint --tta-bright: fraction of the brightest measured pixel that makes a patch "
                         "bright (default 0.01)")
     p.add_argument("--trust", type=trust_arg, default="card", metavar="T", help="with --inpaint: " + TRUST_HELP)
+    p.add_argument("--phase-tta", type=int, default=1, metavar="K",
+                   help="test-time ensemble of the phase model over K of its 48 (2-D: 8) symmetric views, "
+                        "aligned for twin and offset and averaged (K model calls; default 1; "
+                        "benchmarks/phase_init.py --dl-tta measures it)")
     p.add_argument("--device", default=None,
                    help="torch device of the DL models, e.g. cpu, cuda, cuda:1 (default: cuda when torch sees a GPU, "
                         "else cpu)")
@@ -129,6 +133,12 @@ def run_phase(a):
         if not (np.isfinite(a.start_noise) and 0 <= a.start_noise <= 10):
             raise ValueError(f"--start-noise must be a phase RMS in [0, 10] rad, got {a.start_noise}")
         device = _dl_device(a.device)
+        if not a.random_start:
+            from .predict import phase_views
+            try:
+                phase_views(iobs.ndim, a.phase_tta)
+            except ValueError as e:
+                raise ValueError(f"--phase-tta: {e}") from None
     except ValueError as e:
         import sys
         print(f"pynx-dlgap phase: error: {e}", file=sys.stderr)
@@ -165,11 +175,12 @@ def run_phase(a):
     obj0 = sup0 = phase = None
     if model is not None:
         t0 = time.perf_counter()
-        phase, pinf = predict_phase(I, m, model=model, return_info=True, bf16=a.bf16, device=device)
+        phase, pinf = predict_phase(I, m, model=model, return_info=True, bf16=a.bf16, device=device,
+                                    tta=a.phase_tta)
         obj0 = start_object(I, phase, m)
         sup0 = support_from_object(obj0)
         info.update(dl_phase_seconds=time.perf_counter() - t0, dl_phase_region_start=pinf["region_start"],
-                    bf16=bool(pinf["bf16"] or info["bf16"]),
+                    bf16=bool(pinf["bf16"] or info["bf16"]), dl_phase_tta=int(a.phase_tta),
                     dl_phase_region_shape=pinf["region_shape"], dl_support_points=int(sup0.sum()))
         print(f"DL phase start in {info['dl_phase_seconds']:.2f} s (region {pinf['region_shape']} at "
               f"{pinf['region_start']}), support {int(sup0.sum())} voxels")

@@ -13,7 +13,7 @@ Channels (``PHASE_CHANNELS``), all ``float32`` of the pattern's shape:
 The label (:func:`pynx_dlgap.simulate.diffraction.phase_label`) is the phase of
 the FT of the object centred on its modulus centre of mass, 0 at the Bragg
 peak: the translation ramp and the global phase are fixed by construction, the
-twin ``phi -> -phi(-q)`` is left to the loss (min over the two).
+twin ``phi(q) -> -phi(q)`` (the FT of ``conj(o(-r))``) is left to the loss (min over the two).
 
 Symmetries (:func:`apply_symmetry`): any axis permutation and any set of
 ``q -> -q`` flips (about index ``n//2``: ``roll(flip(a), 1)`` for even ``n``)

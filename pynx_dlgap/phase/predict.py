@@ -22,8 +22,8 @@ measured intensity after a 1-px Gaussian smoothing) and kept inside the array:
 * a smaller pattern: the region extends past the array; those voxels are given to the model as masked (mask channel 1,
   intensity 0) and are not used afterwards.
 
-The phase is defined up to the twin (``phi(q) -> -phi(-q)``, the conjugated,
-inverted object) and a global offset: both are valid starts for PyNX.
+The phase is defined up to the twin (``phi(q) -> -phi(q)``: the conjugated,
+inverted object ``conj(o(-r))`` has the FT ``conj(F(q))``) and a global offset: both are valid starts for PyNX.
 """
 from __future__ import annotations
 
@@ -34,9 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import check_pattern
-from .inputs import phase_input
+from .inputs import apply_symmetry, phase_input
 
-__all__ = ["predict_phase", "predict_box", "predict_on_box", "box_slices", "smooth_noise", "gaussian_filter_torch", "start_object", "support_from_object", "load_phase_model", "default_weights",
+__all__ = ["predict_phase", "predict_box", "predict_on_box", "view_phases", "phase_views", "invert_symmetry",
+           "twin_phase", "align_phase", "box_slices", "smooth_noise", "gaussian_filter_torch", "start_object", "support_from_object", "load_phase_model", "default_weights",
            "bragg_peak", "prediction_region", "read_phase_card"]
 
 _WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -100,19 +101,20 @@ def _take(a, start, size, fill):
     return out
 
 
-def predict_box(iobs, mask=None, model=None, weights=None, device: str = "cpu", bf16: bool = False):
+def predict_box(iobs, mask=None, model=None, weights=None, device: str = "cpu", bf16: bool = False, tta: int = 1):
     """The model's phase on its box around the Bragg peak, as a torch tensor on ``device``.
 
     Returns ``(phase_box, start, info)``: ``phase_box`` (radians, the model's input shape,
     float32 tensor), ``start`` the box's first index in the pattern (it may run past the
     array, see :func:`prediction_region`) and a dict (peak, region, seconds, device, bf16).
-    ``bf16``: see :func:`predict_on_box`.
+    ``bf16``, ``tta``: see :func:`predict_on_box`.
     :func:`predict_phase` places it into a pattern-sized array (the CUDA-family
     ``DLPhaseInit`` finds the peak and cuts the box on the GPU, then calls
     :func:`predict_on_box`).
     """
     iobs, mask = check_pattern(iobs, mask, ndim=(2, 3), allow_full_mask=False)
     dims = iobs.ndim
+    phase_views(dims, tta)  # a bad tta fails here, before any work
     card = None
     if model is None:
         model, card = load_phase_model(weights, dims)
@@ -126,9 +128,9 @@ def predict_box(iobs, mask=None, model=None, weights=None, device: str = "cpu", 
     peak = bragg_peak(iobs, mask)
     start = prediction_region(iobs.shape, peak, size)
     ph_box = predict_on_box(model, _take(np.asarray(iobs, np.float32), start, size, 0.0),
-                            _take(mask, start, size, True), device, bf16=bf16)
+                            _take(mask, start, size, True), device, bf16=bf16, tta=tta)
     info = {"peak": list(peak), "region_start": list(start), "region_shape": list(size),
-            "seconds": time.perf_counter() - t0, "device": str(device), "bf16": bool(bf16)}
+            "seconds": time.perf_counter() - t0, "device": str(device), "bf16": bool(bf16), "tta": int(tta)}
     if card is not None:
         info["weights_sha256"] = card.get("sha256")
     return ph_box, start, info
@@ -162,7 +164,92 @@ def bf16_model(model, device):
     return m
 
 
-def predict_on_box(model, I_box, m_box, device="cpu", bf16: bool = False):
+def phase_views(dims: int, k: int) -> list:
+    """The first ``k`` of the phase models' symmetries as ``(perm, flips)``
+    (:func:`~pynx_dlgap.phase.inputs.apply_symmetry`): the identity, then a fixed shuffle
+    of the other 47 (3-D: 6 axis orders x 8 sets of ``q -> -q`` flips) or 7 (2-D)."""
+    import itertools
+    dims = int(dims)
+    if dims not in (2, 3):
+        raise ValueError(f"dims must be 2 or 3, got {dims}")
+    allv = [(perm, flips) for perm in itertools.permutations(range(dims))
+            for r in range(dims + 1) for flips in itertools.combinations(range(dims), r)]
+    rest = [allv[i] for i in np.random.default_rng(0).permutation(np.arange(1, len(allv)))]
+    if not 1 <= int(k) <= len(allv):
+        raise ValueError(f"the phase test-time ensemble takes 1 to {len(allv)} views in {dims}-D, got {k}")
+    return [allv[0]] + rest[:int(k) - 1]
+
+
+def invert_symmetry(a, perm, flips) -> np.ndarray:
+    """The inverse of :func:`~pynx_dlgap.phase.inputs.apply_symmetry` ``(perm, flips)`` on the
+    last ``len(perm)`` axes of ``a``."""
+    from .inputs import _flip_q
+    a = np.asarray(a)
+    lead = a.ndim - len(perm)
+    for ax in flips:
+        a = _flip_q(a, lead + ax)
+    inv = np.argsort(perm)
+    return np.ascontiguousarray(np.transpose(a, tuple(range(lead)) + tuple(lead + int(p) for p in inv)))
+
+
+def twin_phase(phase) -> np.ndarray:
+    """The twin's phase ``-phi(q)``: the FT of the conjugated, inverted object
+    ``conj(o(-r))`` is ``conj(F(q))``, same intensity."""
+    return -np.asarray(phase)
+
+
+def align_phase(ref, phase, w) -> np.ndarray:
+    """``phase`` or its twin, whichever is more coherent with ``ref`` under the weights ``w``,
+    with the weighted mean difference (the global offset) removed."""
+    best = None
+    for cand in (np.asarray(phase, np.float64), twin_phase(np.asarray(phase, np.float64))):
+        c = np.sum(w * np.exp(1j * (cand - ref)))
+        if best is None or abs(c) > abs(best[0]):
+            best = (c, cand)
+    return best[1] - np.angle(best[0])
+
+
+def _run_phase_model(model, x, device, bf16):
+    """The raw (B, 2, ...) float32 output of the model (or of its bf16 copy) on input batch ``x``."""
+    import torch
+    from ..precision import resolve_bf16
+    x = x.to(device)
+    if resolve_bf16(bf16, device, "the phase model"):
+        m = bf16_model(model, device)
+        x = x.to(torch.bfloat16)
+        if x.ndim == 5:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        with torch.no_grad():
+            return m(x).float()
+    model = model.to(device).eval()
+    with torch.no_grad():
+        return model(x).float()
+
+
+def view_phases(model, I_box, m_box, device="cpu", bf16: bool = False, k: int = 8, batch: int = 4) -> np.ndarray:
+    """The model's phase of one box in each of the first ``k`` :func:`phase_views`, mapped back
+    to the box's frame and aligned on the first view's (twin and global offset,
+    :func:`align_phase`, weighted by the normalised log-intensity): ``(k, *box)`` float64.
+
+    Each is a valid start; their phasor mean is the test-time ensemble of
+    :func:`predict_on_box` (``tta``). ``batch`` views per model call.
+    """
+    import torch
+    views = phase_views(np.ndim(I_box), k)
+    I_box, m_box = np.asarray(I_box, np.float32), np.asarray(m_box, bool)
+    w = phase_input(I_box, m_box)[0].astype(np.float64)
+    out = []
+    for i in range(0, len(views), int(batch)):
+        chunk = views[i:i + int(batch)]
+        x = torch.from_numpy(np.stack([phase_input(apply_symmetry(I_box, p, f), apply_symmetry(m_box, p, f))
+                                       for p, f in chunk]))
+        y = _run_phase_model(model, x, device, bf16).cpu().numpy().astype(np.float64)
+        for (p, f), yy in zip(chunk, y):
+            out.append(invert_symmetry(np.arctan2(yy[1], yy[0]), p, f))
+    return np.stack([out[0]] + [align_phase(out[0], o, w) for o in out[1:]])
+
+
+def predict_on_box(model, I_box, m_box, device="cpu", bf16: bool = False, tta: int = 1):
     """The model's phase (radians, float32 tensor on ``device``) of one box (numpy, the model's shape).
 
     ``bf16``: run a bfloat16 copy of the model (:func:`bf16_model`: weights and activations
@@ -173,21 +260,16 @@ def predict_on_box(model, I_box, m_box, device="cpu", bf16: bool = False):
     on the shipped 3-D model (``benchmarks/phase_init.py --dl-precision fp32 bf16``
     measures both, side by side). Only where the device runs bf16 natively: elsewhere
     float32 and a warning (:func:`pynx_dlgap.precision.resolve_bf16`).
+
+    ``tta``: test-time ensemble over that many of the 48 (3-D; 8 in 2-D) symmetries the
+    model was trained with (:func:`view_phases`: each view's phase mapped back and aligned
+    on the first's, twin and offset); the phase of their mean phasor. ``tta`` model calls.
     """
     import torch
-    from ..precision import resolve_bf16
-    x = torch.from_numpy(phase_input(I_box, m_box))[None].to(device)
-    if resolve_bf16(bf16, device, "the phase model"):
-        m = bf16_model(model, device)
-        x = x.to(torch.bfloat16)
-        if x.ndim == 5:
-            x = x.contiguous(memory_format=torch.channels_last_3d)
-        with torch.no_grad():
-            y = m(x)[0].float()
-    else:
-        model = model.to(device).eval()
-        with torch.no_grad():
-            y = model(x)[0].float()
+    if int(tta) > 1:
+        ph = view_phases(model, I_box, m_box, device, bf16, int(tta))
+        return torch.from_numpy(np.angle(np.exp(1j * ph).mean(0)).astype(np.float32)).to(device)
+    y = _run_phase_model(model, torch.from_numpy(phase_input(I_box, m_box))[None], device, bf16)[0]
     return torch.atan2(y[1], y[0]).contiguous()
 
 
@@ -202,16 +284,17 @@ def box_slices(shape, start, size) -> tuple:
 
 
 def predict_phase(iobs, mask=None, model=None, weights=None, device: str = "cpu", return_info: bool = False,
-                  bf16: bool = False):
+                  bf16: bool = False, tta: int = 1):
     """Reciprocal-space phase of a centred 2-D/3-D pattern (radians, the pattern's shape).
 
     ``NaN`` outside the prediction region (see the module docstring). Never modifies
     the inputs. ``model``: a loaded phase model (else ``weights``, else the shipped
     weights). With ``return_info`` also returns a dict (region, peak, seconds, card).
-    ``bf16``: bfloat16 autocast (:func:`predict_on_box`).
+    ``bf16``: bfloat16 (:func:`predict_on_box`); ``tta``: test-time ensemble of that many
+    symmetric views (:func:`predict_on_box`, :func:`view_phases`).
     """
     shape = np.shape(iobs)
-    ph_box, start, info = predict_box(iobs, mask, model, weights, device, bf16=bf16)
+    ph_box, start, info = predict_box(iobs, mask, model, weights, device, bf16=bf16, tta=tta)
     ph_box = ph_box.cpu().numpy().astype(np.float32)
     phase = np.full(shape, np.nan, np.float32)
     dst, src = box_slices(shape, start, ph_box.shape)

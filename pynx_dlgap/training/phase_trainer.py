@@ -206,7 +206,7 @@ def export_phase(out, weights, extra_card=None):
                   "normalisation": "log(I+1)/log(max measured I+1), masked voxels 0 (pynx_dlgap.phase.inputs); "
                                    "Bragg peak at index n//2 of every axis",
                   "output": "unit phasor (cos, sin) of the reciprocal-space phase of the object centred on "
-                            "its centre of mass, 0 at the Bragg peak, up to the twin (phi -> -phi(-q))"},
+                            "its centre of mass, 0 at the Bragg peak, up to the twin (phi(q) -> -phi(q))"},
         "training": {"steps": int(st["step"]), "seconds": float(st["seconds"]), "batch": cfg["batch"],
                      "samples_seen": int(st["step"]) * cfg["batch"], "lr": cfg["lr"], "bf16": cfg["bf16"],
                      "loss": "weighted coherent average, w = normalised log-intensity, min over the twin",
