@@ -55,6 +55,7 @@ def main(argv=None):
         return _main_cuda(a, imodel, pmodel)
     _table_head(f"# pipeline cost: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                 f"DL device {a.device}; chain {a.raar} RAAR + {a.er} ER on PyNX's CPU operators", 11)
+    b16 = bf16_native(a.device)  # elsewhere the bf16 lines would time float32 (the DL steps fall back)
     for sh in a.shapes:
         shape = tuple(int(v) for v in sh.split(","))
         I, m = _pattern(a, shape)
@@ -62,7 +63,6 @@ def main(argv=None):
         t0 = time.perf_counter()
         filled = inpaint(I, m, model=imodel, device=a.device, progress=False)
         t["inpaint"] = time.perf_counter() - t0
-        b16 = bf16_native(a.device)  # elsewhere the bf16 lines would time float32 (the DL steps fall back)
         t0 = time.perf_counter()
         if b16:
             inpaint(I, m, model=imodel, device=a.device, progress=False, bf16=True)

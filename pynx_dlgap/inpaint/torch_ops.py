@@ -152,6 +152,7 @@ def blend_patches(I: torch.Tensor, mask: torch.Tensor, plan, model, *, batch_siz
     t_model = 0.0
     fmt = torch.channels_last_3d if nd == 3 else torch.channels_last  # 1.2-1.4x faster convolutions on CPU
     model.to(memory_format=fmt)
+    bf16 = resolve_bf16(bf16, dev, "the inpainting model")
     for b0 in range(0, len(plan), batch_size):
         b1 = min(len(plan), b0 + batch_size)
         idx = (corners[b0:b1] * st).sum(1, keepdim=True) + offs  # (B, prod(P)) flat indices
@@ -162,8 +163,7 @@ def blend_patches(I: torch.Tensor, mask: torch.Tensor, plan, model, *, batch_siz
         else:
             x, stats = prepare_batch_torch(Ib, Mb)
         t1 = time.perf_counter()
-        with torch.inference_mode(), torch.autocast(device_type=dev.type, dtype=torch.bfloat16,
-                                                    enabled=resolve_bf16(bf16, dev, "the inpainting model")):
+        with torch.inference_mode(), torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
             xc = x.contiguous(memory_format=fmt)
             y = model(xc)
             if bright is not None:

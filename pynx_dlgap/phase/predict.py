@@ -182,14 +182,9 @@ def phase_views(dims: int, k: int) -> list:
 
 def invert_symmetry(a, perm, flips) -> np.ndarray:
     """The inverse of :func:`~pynx_dlgap.phase.inputs.apply_symmetry` ``(perm, flips)`` on the
-    last ``len(perm)`` axes of ``a``."""
-    from .inputs import _flip_q
-    a = np.asarray(a)
-    lead = a.ndim - len(perm)
-    for ax in flips:
-        a = _flip_q(a, lead + ax)
-    inv = np.argsort(perm)
-    return np.ascontiguousarray(np.transpose(a, tuple(range(lead)) + tuple(lead + int(p) for p in inv)))
+    last ``len(perm)`` axes of ``a``: itself a symmetry, the inverse transposition followed by
+    the flips of the axes where the view's flipped axes land (view axis ``ax`` is axis ``perm[ax]``)."""
+    return apply_symmetry(a, tuple(int(p) for p in np.argsort(perm)), tuple(perm[ax] for ax in flips))
 
 
 def twin_phase(phase) -> np.ndarray:
