@@ -3,7 +3,7 @@
 bfloat16 (``--bf16``, ``bf16=True``) is several times faster than float32 on GPUs and
 on CPUs with bf16 instructions (AVX512-BF16, AMX). On a CPU without them (AVX2-only
 x86, many laptops and older cluster nodes) PyTorch falls back to slow reference
-kernels: measured on a 2-core AVX2 EPYC, the shipped 3-D phase model took 9.6 s on a
+kernels: in an ad-hoc timing on a 2-core AVX2 EPYC, the shipped 3-D phase model took 9.6 s on a
 32^3 input in bf16 against 1.0 s on its full 64^3 input in float32, and a 64^3 bf16
 prediction did not finish in 30 minutes.
 
