@@ -21,8 +21,10 @@ random start (``pynx_dlgap.evaluate.phasing``), aligned to the true object
 (sub-pixel shift, phase offset and ramp, twin), and scored inside the true
 support; each fill is written as observed intensities. (PyNX can also hold a
 fill as *estimated* intensities with a loose 0.5x-1.2x amplitude constraint, as
-its own ``mask_interp`` does, ``--realspace-methods NAME:estimate``; but only its
-OpenCL/CUDA operators implement that constraint: PyNX 2025.1's CPU
+its own ``mask_interp`` does and as ``pynx-cdi-id01-dl`` and ``pynx-dlgap phase`` store the DL fill:
+``--realspace-methods NAME:estimate``, ``--realspace-dl dl:estimate``; but only its
+OpenCL/CUDA operators implement that constraint, so run table 2 with
+``--realspace-backend opencl`` (PoCL here) or ``cuda``: PyNX 2025.1's CPU
 ``ApplyAmplitude`` treats estimated pixels exactly as masked ones.) (failed = share of runs where PyNX's support diverged, as PyNX's
 runner discards them; errors are averaged over the other runs). These patterns have no background floor (PyNX does not model one; a
 floor spoils phasing whatever the fill) and a mild strain (phase range 1
@@ -65,6 +67,12 @@ def main(argv=None):
                    default=["loglinear", "logcubic", "biharmonic", "pynx_interp"],
                    help="fills phased in table 2; NAME:estimate stores the fill as PyNX estimated intensities "
                         "(only PyNX's OpenCL/CUDA operators honour those: on the CPU backend they are masked)")
+    p.add_argument("--realspace-dl", nargs="*", default=None, metavar="NAME[:estimate]",
+                   help="with --weights: the DL rows phased in table 2 (default: all of table 1's DL rows, as "
+                        "observed data); NAME:estimate stores that fill as PyNX estimated intensities")
+    p.add_argument("--realspace-backend", choices=["cpu", "opencl", "cuda"], default="cpu",
+                   help="PyNX operator family of table 2 (opencl runs on the PoCL CPU platform here, slowly; "
+                        "estimated intensities need opencl or cuda)")
     p.add_argument("--regime", default="mixed",
                    help="simulator regime of the table-1 set: 'mixed' (default, the README's table), 'measured' "
                         "(high counts, floors, fringes to the edges: the measured-like end), or a number in [0, 1]")
@@ -119,6 +127,11 @@ def main(argv=None):
               **{f"dl-bright{k}": fill_bright(k) for k in a.tta_bright if k > 1}, "dl+check": fill_checked}
         fast.update(dl)
         a.methods = [*a.methods, *dl]
+    for m in a.realspace_dl or []:  # checked before any work
+        name, _, mode = m.partition(":")
+        if name not in dl or mode not in ("", "observed", "estimate"):
+            p.error(f"--realspace-dl {m}: rows are {', '.join(dl) or 'none (give --weights)'}, "
+                    f"modes observed or estimate")
     cols = ["pcc_log", "pcc", "ssim_log", "r_factor", "mae_log", "amp", "seconds"]
     best = {"pcc_log": "max", "pcc": "max", "ssim_log": "max", "r_factor": "min", "mae_log": "min", "amp": "min"}
     fmt = {"seconds": "{:.3f}", "n": "{:.0f}"}
@@ -142,19 +155,25 @@ def main(argv=None):
         rs_samples = gb.make_test_set(a.realspace_n, shape, "measured", seed_base=gb.TEST_SEED_BASE + 10_000,
                                       floor=0.0, diffuse=0.0, phase_range=1.0)
         rs_cases = gb.gap_cases(a.realspace_widths, ("cross",))
-        meths = dict(dl)
+        meths = {}
+        for m in (dl if a.realspace_dl is None else a.realspace_dl):
+            name, _, mode = m.partition(":")
+            meths[m] = (dl[name], mode) if mode else dl[name]
         for m in a.realspace_methods:
             name, _, mode = m.partition(":")
             meths[m] = (BASELINES[name], mode) if mode else BASELINES[name]
+        if any(isinstance(f, tuple) and f[1] == "estimate" for f in meths.values()) and a.realspace_backend == "cpu":
+            print("# note: PyNX's CPU operators treat estimated intensities as masked (use --realspace-backend opencl)")
         with contextlib.redirect_stdout(io.StringIO()):
-            rrows = gb.realspace_rows(rs_samples, rs_cases, meths, seeds=(0,))
+            rrows = gb.realspace_rows(rs_samples, rs_cases, meths, seeds=(0,), backend=a.realspace_backend)
         summ2 = gb.summarize(rrows, ("case", "method"),
                              ["phase_rms", "modulus_error", "prtf", "llk", "failed", "seconds"])
         summ2_med = gb.summarize(rrows, ("case", "method"), ["phase_rms"], agg=np.nanmedian)
         for g in summ2:
             summ2[g]["phase_rms_median"] = summ2_med[g]["phase_rms"]
         print(f"\n## Table 2: real space after PyNX phasing ({a.realspace_n} patterns per case, "
-              f"measured-like counts, no floor, phase range 1 rad; same chain and seed for every version)\n")
+              f"measured-like counts, no floor, phase range 1 rad; same chain and seed for every version; "
+              f"PyNX {a.realspace_backend} operators)\n")
         print(gb.format_table(summ2, ("case", "method"),
                               ["phase_rms", "phase_rms_median", "modulus_error", "prtf", "llk", "failed", "seconds",
                                "n"],

@@ -104,14 +104,15 @@ def detector_rows(samples, cases, methods: dict, progress=True, ssim=True):
     return rows
 
 
-def realspace_rows(samples, cases, methods: dict, seeds=(0,), progress=True, chain=None):
+def realspace_rows(samples, cases, methods: dict, seeds=(0,), progress=True, chain=None, backend: str = "cpu"):
     """Phase each version of each pattern with the harness's PyNX chain and score it.
 
     Versions: 'gap-free' (the full pattern), 'masked' (gap pixels free), and one
     per fill in ``methods``: ``name -> fill`` writes the filled values as observed
     intensities; ``name -> (fill, 'estimate')`` stores them as PyNX *estimated*
     intensities (loose amplitude constraint, 0.5x-1.2x, as PyNX's ``mask_interp``
-    does). Returns one row per (sample, case, version, seed)
+    does; only PyNX's OpenCL and CUDA operators honour it, so pass ``backend='opencl'`` or
+    ``'cuda'``: on ``'cpu'`` estimated pixels are masked). Returns one row per (sample, case, version, seed)
     with the aligned modulus/phase errors inside the true support, the final LLK,
     and the mean PRTF.
     """
@@ -136,7 +137,7 @@ def realspace_rows(samples, cases, methods: dict, seeds=(0,), progress=True, cha
                     data, m = fill(I, mask), None
                 est = mask if v not in ("gap-free", "masked") and mode == "estimate" else None
                 for seed in seeds:
-                    r = phase_pattern(data, m, seed=seed, chain=chain, estimate=est)
+                    r = phase_pattern(data, m, seed=seed, chain=chain, estimate=est, backend=backend)
                     row = dict(sample=i, case=str(case), width=case.width, geometry=case.geometry,
                                method=v, seed=seed, seconds=r.seconds, llk=r.llk, failed=float(bool(r.failed)))
                     if r.failed:  # PyNX's support diverged: a failed run, scored as such
