@@ -53,6 +53,12 @@ from pynx_dlgap.evaluate import gapbench as gb
 from pynx_dlgap.inpaint.baselines import BASELINES
 
 
+def _fill_spec(spec, fills):
+    """``NAME`` -> the fill, ``NAME:MODE`` -> ``(fill, MODE)`` (:func:`gapbench.realspace_rows`)."""
+    name, _, mode = spec.partition(":")
+    return (fills[name], mode) if mode else fills[name]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=20, help="held-out patterns for table 1 (default 20)")
@@ -155,13 +161,8 @@ def main(argv=None):
         rs_samples = gb.make_test_set(a.realspace_n, shape, "measured", seed_base=gb.TEST_SEED_BASE + 10_000,
                                       floor=0.0, diffuse=0.0, phase_range=1.0)
         rs_cases = gb.gap_cases(a.realspace_widths, ("cross",))
-        meths = {}
-        for m in (dl if a.realspace_dl is None else a.realspace_dl):
-            name, _, mode = m.partition(":")
-            meths[m] = (dl[name], mode) if mode else dl[name]
-        for m in a.realspace_methods:
-            name, _, mode = m.partition(":")
-            meths[m] = (BASELINES[name], mode) if mode else BASELINES[name]
+        meths = {m: _fill_spec(m, dl) for m in (dl if a.realspace_dl is None else a.realspace_dl)}
+        meths.update({m: _fill_spec(m, BASELINES) for m in a.realspace_methods})
         if any(isinstance(f, tuple) and f[1] == "estimate" for f in meths.values()) and a.realspace_backend == "cpu":
             print("# note: PyNX's CPU operators treat estimated intensities as masked (use --realspace-backend opencl)")
         with contextlib.redirect_stdout(io.StringIO()):

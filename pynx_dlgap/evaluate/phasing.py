@@ -79,20 +79,6 @@ def _make_cdi(pynx_cdi, iobs, mask, estimate=None):
     return pynx_cdi.CDI(I, mask=m.astype(np.int8))
 
 
-def _init_obj_random(cdi):
-    """What PyNX's CPU ``InitObjRandom(src='support', amin=0, amax=1, phirange=2 pi)`` does
-    (same calls on numpy's global RNG, so the same start for the same seed), for operator
-    families that lack it."""
-    src = cdi.get_support()
-    tmp = abs(src) > 0
-    idx = np.flatnonzero(tmp)
-    a = np.random.uniform(0, 1, idx.size).astype(np.complex64)
-    phi = np.random.uniform(0, 2 * np.pi, idx.size).astype(np.complex64)
-    v = src.astype(np.complex64)
-    v[tmp] *= a * np.exp(1j * phi)
-    cdi.set_obj(v)
-
-
 def phase_pattern(iobs, mask=None, *, seed: int = 0, obj0=None, support0=None,
                   estimate=None, chain: dict | None = None, llk_every: int = 20,
                   keep_cdi: bool = False, backend: str = "cpu") -> PhasingResult:
@@ -111,8 +97,8 @@ def phase_pattern(iobs, mask=None, *, seed: int = 0, obj0=None, support0=None,
     backend : PyNX operator family, ``'cpu'`` (default), ``'opencl'`` or ``'cuda'``
         (same operators and chain; benchmarks/pipeline.py times it on a GPU). OpenCL runs on a
         GPU if there is one, else on the PoCL CPU device; PyNX's OpenCL family has no
-        ``InitObjRandom``, so its random start is drawn in numpy exactly as the CPU operator
-        draws it. Only the OpenCL and CUDA families honour ``estimate`` (PyNX 2025.1's CPU
+        ``InitObjRandom``, so its random start comes from PyNX's CPU operator (the same draws
+        for the same seed). Only the OpenCL and CUDA families honour ``estimate`` (PyNX 2025.1's CPU
         ``ApplyAmplitude`` treats estimated pixels as masked).
     """
     iobs, mask = check_pattern(iobs, mask, allow_full_mask=False)
@@ -134,12 +120,10 @@ def phase_pattern(iobs, mask=None, *, seed: int = 0, obj0=None, support0=None,
     if obj0 is not None:
         cdi.set_obj(np.asarray(obj0, dtype=np.complex64), shift=True)
         cdi = pc.ScaleObj(method="F") * cdi
-    elif hasattr(pc, "InitObjRandom"):
-        cdi = pc.ScaleObj(method="F") * pc.InitObjRandom(src="support", amin=0, amax=1,
-                                                         phirange=2 * np.pi) * cdi
-    else:  # PyNX 2025.1's OpenCL family has no InitObjRandom: the CPU operator's draws, in numpy
-        _init_obj_random(cdi)
-        cdi = pc.ScaleObj(method="F") * cdi
+    else:
+        # PyNX 2025.1's OpenCL family has no InitObjRandom; the CPU one works on any family's CDI
+        init = pc.InitObjRandom if hasattr(pc, "InitObjRandom") else import_pynx_cdi("cpu").InitObjRandom
+        cdi = pc.ScaleObj(method="F") * init(src="support", amin=0, amax=1, phirange=2 * np.pi) * cdi
     n_raar, n_er, k = int(c["n_raar"]), int(c["n_er"]), int(c["support_every"])
     zm_auto = c["zero_mask"] == "auto"
     zm_cycle = int(0.6 * n_raar) if zm_auto else -1
