@@ -82,6 +82,12 @@ def main(argv=None):
     p.add_argument("--regime", default="mixed",
                    help="simulator regime of the table-1 set: 'mixed' (default, the README's table), 'measured' "
                         "(high counts, floors, fringes to the edges: the measured-like end), or a number in [0, 1]")
+    p.add_argument("--truth", choices=["measured", "expected"], default="measured",
+                   help="table 1 scores the gap against the measured (Poisson) counts (default) or the simulator's "
+                        "noise-free expected counts")
+    p.add_argument("--oracle", action="store_true",
+                   help="table 1 also gets an 'expected' row: the noise-free expected intensity as the fill "
+                        "(against the measured truth: the noise ceiling, what a perfect fill scores)")
     p.add_argument("--weights", default=None,
                    help="add the DL model ('dl' rows): a weights file, or 'shipped' for the package's weights")
     p.add_argument("--tta", type=int, nargs="*", default=[],
@@ -141,21 +147,25 @@ def main(argv=None):
     cols = ["pcc_log", "pcc", "ssim_log", "r_factor", "mae_log", "amp", "seconds"]
     best = {"pcc_log": "max", "pcc": "max", "ssim_log": "max", "r_factor": "min", "mae_log": "min", "amp": "min"}
     fmt = {"seconds": "{:.3f}", "n": "{:.0f}"}
-    rows = gb.detector_rows(samples, cases, fast)
-    print("\n## Table 1: detector space, inside the gap (mean over patterns; * = best of the case)\n")
+    rows = gb.detector_rows(samples, cases, fast, truth=a.truth, oracle=a.oracle)
+    print(f"\n## Table 1: detector space, inside the gap, scored against the {a.truth} intensity "
+          f"(mean over patterns; * = best of the case"
+          + (", among the fills; 'expected' = the noise-free intensity as the fill: against the measured "
+             "truth, the noise ceiling" if a.oracle
+             else "") + ")\n")
     print(gb.format_table(gb.summarize(rows, ("case", "method"), cols), ("case", "method"), cols + ["n"],
-                          fmt=fmt, best=best))
+                          fmt=fmt, best=best, best_exclude=("expected",)))
     if "pynx_interp" in a.methods and a.pynx_interp_n > 0:
         k = a.pynx_interp_n
         with contextlib.redirect_stdout(io.StringIO()):
-            prows = gb.detector_rows(samples[:k], cases, {"pynx_interp": BASELINES["pynx_interp"]})
+            prows = gb.detector_rows(samples[:k], cases, {"pynx_interp": BASELINES["pynx_interp"]}, truth=a.truth)
         sub = [r for r in rows if r["sample"] < k] + prows
-        order = {m: i for i, m in enumerate(a.methods)}
+        order = {m: i for i, m in enumerate([*a.methods, "expected"])}
         sub.sort(key=lambda r: ([str(c) for c in cases].index(r["case"]), order[r["method"]]))
         print(f"\n## Table 1b: the same with PyNX InterpIobsMask (d=8, n=4; OpenCL on the PoCL CPU platform), "
               f"all methods on the same first {k} patterns\n")
         print(gb.format_table(gb.summarize(sub, ("case", "method"), cols), ("case", "method"), cols + ["n"],
-                              fmt=fmt, best=best))
+                              fmt=fmt, best=best, best_exclude=("expected",)))
 
     if a.realspace_n > 0:
         rs_samples = gb.make_test_set(a.realspace_n, shape, "measured", seed_base=gb.TEST_SEED_BASE + 10_000,

@@ -73,13 +73,29 @@ def _case_rng(sample_index, case, salt=0):
     return np.random.default_rng([sample_index, case.width, case.geometry == "cross", salt])
 
 
-def detector_rows(samples, cases, methods: dict, progress=True, ssim=True):
+def detector_rows(samples, cases, methods: dict, progress=True, ssim=True, truth: str = "measured",
+                  oracle: bool = False):
     """One row per (sample, case, method): detector-space metrics in the gap and time.
 
-    ``methods`` maps a name to ``fill(iobs, mask) -> filled``.
+    ``methods`` maps a name to ``fill(iobs, mask) -> filled``; every fill sees
+    the measured (Poisson) pattern. ``truth`` is what the gap is scored
+    against: ``'measured'``, the Poisson counts the detector would have
+    recorded there (as for experimental crops), or ``'expected'``, the
+    simulator's noise-free expected counts (what a fill can at best recover;
+    outside the gap the truth stays the measured pattern).
+    ``oracle=True`` adds an ``'expected'`` row whose fill *is* the noise-free
+    expected intensity: against the measured truth it is the noise ceiling,
+    what a perfect fill would score given the counting noise in the truth.
     """
     from tqdm import tqdm
     from .metrics import gap_metrics
+    if truth not in ("measured", "expected"):
+        raise ValueError(f"truth must be 'measured' or 'expected', not {truth!r}")
+    if (truth == "expected" or oracle) and any("expected" not in s for s in samples):
+        raise ValueError("truth='expected' and oracle=True need samples with the simulator's 'expected' array")
+    methods = dict(methods)
+    if oracle:
+        methods["expected"] = None  # filled below from the sample's noise-free intensity
     rows = []
     total = len(samples) * len(cases) * len(methods)
     bar = tqdm(total=total, desc="gap fills", disable=not progress, leave=False)
@@ -88,14 +104,17 @@ def detector_rows(samples, cases, methods: dict, progress=True, ssim=True):
         for case in cases:
             lay = draw_layout(case, I.shape, _case_rng(i, case))
             mask = lay.mask(I.shape)
+            # outside the gap the truth is the measured pattern (what every fill keeps), so that
+            # SSIM windows across the gap's edge compare like with like
+            T = I if truth == "measured" else np.where(mask, s["expected"], I)
             for name, fill in methods.items():
                 t0 = time.perf_counter()
                 try:
-                    filled = fill(I, mask)
+                    filled = np.where(mask, s["expected"], I) if fill is None else fill(I, mask)
                 except PatternError:  # e.g. a gap wider than the model supports: refused, reported as such
                     filled = None
                 dt = time.perf_counter() - t0
-                m = gap_metrics(I, filled, mask, ssim=ssim) if filled is not None else \
+                m = gap_metrics(T, filled, mask, ssim=ssim) if filled is not None else \
                     dict(pcc_log=np.nan, pcc=np.nan, ssim_log=np.nan, r_factor=np.nan, mae_log=np.nan, mae=np.nan)
                 rows.append(dict(sample=i, case=str(case), width=case.width, geometry=case.geometry,
                                  method=name, seconds=dt, refused=float(filled is None), **m))
@@ -172,8 +191,11 @@ def summarize(rows, keys=("case", "method"), values=None, agg=np.nanmean):
     return out
 
 
-def format_table(summary, keys, columns, fmt=None, best=None):
-    """A plain-text table; ``best`` = {column: 'max'|'min'} marks the best method per case with '*'."""
+def format_table(summary, keys, columns, fmt=None, best=None, best_exclude=()):
+    """A plain-text table; ``best`` = {column: 'max'|'min'} marks the best method per case with '*'.
+
+    Rows whose last key is in ``best_exclude`` (e.g. an oracle) are never marked and do not compete.
+    """
     fmt = fmt or {}
     head = [*keys, *columns]
     lines = []
@@ -181,7 +203,8 @@ def format_table(summary, keys, columns, fmt=None, best=None):
     if best:
         bycase = {}
         for g, v in summary.items():
-            bycase.setdefault(g[:-1], []).append((g, v))
+            if g[-1] not in best_exclude:
+                bycase.setdefault(g[:-1], []).append((g, v))
         for c, items in bycase.items():
             for col, how in best.items():
                 vals = [v[col] for _, v in items]
