@@ -46,6 +46,25 @@ def test_patch_stream_batches():
     assert np.array_equal(next(a)[0], next(b2)[0])  # resumable stream
 
 
+def test_patch_stream_expected_gap_target():
+    """gap_target='expected': the same measured voxels, the simulator's noise-free counts in the gap."""
+    from pynx_dlgap.simulate import simulate_3d
+    seed = int(np.random.default_rng().integers(0, 10**6))
+    kw = dict(seed=seed, batch=2, patch=16, source=32, patches_per_source=2, p_multi=0, flux_aug=False)
+    I, m = next(PatchStream(**kw))
+    E, m2 = next(PatchStream(**kw, gap_target="expected"))
+    assert np.array_equal(m, m2) and np.array_equal(E[~m], I[~m])
+    assert not np.array_equal(E[m], np.round(E[m]))  # expected counts, not integers
+    # independent check: the gap holds the simulator's expected intensity at the patch's voxels
+    src = simulate_3d(seed * 1_000_003, (32,) * 3, "mixed", gaps="none")["expected"]
+    vals = np.sort(src.ravel().astype(np.float32))
+    assert np.all(np.isin(E[m], vals))  # every gap value is one of the source's expected values
+    # the input the model sees is the same for both targets
+    np.testing.assert_array_equal(prepare_batch(I, m)[0].numpy(), prepare_batch(E, m)[0].numpy())
+    with pytest.raises(ValueError, match="gap_target"):
+        PatchStream(seed=1, gap_target="poisson")
+
+
 def test_untrained_residual_model_returns_the_loglinear_fill():
     """The residual models start from the log-linear prefill: an untrained one reproduces it."""
     st = PatchStream(seed=5, batch=3, patch=16, source=32)

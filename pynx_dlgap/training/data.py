@@ -13,7 +13,11 @@ Augmentations respecting the physics: flux scaling (the noise-free expected
 intensity is rescaled by 10**U(-1, 1) and Poisson noise drawn again, so counts
 stay counts), flips of every axis and the y<->x transposition (which swaps the
 gap orientation). The truth inside the gap is a measured (Poisson) intensity,
-as for experimental data.
+as for experimental data (``gap_target='measured'``, the default), or the
+noise-free expected intensity (``gap_target='expected'``): the model input
+never sees the gap's values (they are masked and prefilled from the measured
+voxels), so this changes only the training target, to the quantity a fill
+should estimate, without the counting noise that no fill can predict.
 """
 from __future__ import annotations
 
@@ -37,12 +41,18 @@ class PatchStream:
     widths : gap widths drawn uniformly
     source : edge of the simulated source arrays (>= patch)
     flux_aug : rescale the expected intensity by 10**U(-1, 1) before Poisson noise
+    gap_target : 'measured' (Poisson counts in the gap, default) or 'expected' (the noise-free
+        expected counts in the gap and dead pixels; the measured voxels are Poisson counts either way)
     """
 
     def __init__(self, seed=0, batch=16, patch=32, dims=3, regime="mixed", widths=tuple(range(1, 13)),
-                 source=64, patches_per_source=8, flux_aug=True, p_cross=0.25, p_multi=0.1, knobs=None):
+                 source=64, patches_per_source=8, flux_aug=True, p_cross=0.25, p_multi=0.1, knobs=None,
+                 gap_target="measured"):
         if source < patch:
             raise ValueError(f"source ({source}) must be at least the patch size ({patch})")
+        if gap_target not in ("measured", "expected"):
+            raise ValueError(f"gap_target must be 'measured' or 'expected', not {gap_target!r}")
+        self.gap_target = gap_target
         self.seed, self.batch, self.patch, self.dims = int(seed), int(batch), int(patch), int(dims)
         self.regime, self.widths = regime, tuple(int(w) for w in widths)
         self.source, self.pps, self.flux_aug = int(source), int(patches_per_source), bool(flux_aug)
@@ -67,6 +77,7 @@ class PatchStream:
         if self.flux_aug:
             expected = expected * 10 ** rng.uniform(-1, 1)
         I = rng.poisson(expected).astype(np.float32)
+        E = expected.astype(np.float32) if self.gap_target == "expected" else None
         dead = s.get("dead")
         p, n = self.patch, self.source
         c = n // 2
@@ -85,6 +96,8 @@ class PatchStream:
                     break
             if dead is not None:
                 m = m | dead[sl]
+            if E is not None:  # the target in the gap: the noise-free counts (the input never sees them)
+                Ip = np.where(m, E[sl], Ip)
             # augmentations: flips, y<->x transposition
             for ax in range(self.dims):
                 if rng.random() < 0.5:

@@ -17,7 +17,9 @@ on other hardware); ``--workers N`` simulates the patches in N loader processes 
 training); ``--time-limit``/``--session-seconds`` as in ``pynx-dlgap train-phase``.
 ``--keep-every N`` keeps the model's weights every N steps (``ckpt_<step>.pt``), and
 ``--export W --average-last K`` exports the mean of the last K of them (checkpoint
-averaging) instead of the last weights.
+averaging) instead of the last weights. ``--gap-target expected`` trains on the
+simulator's noise-free counts in the gap instead of the Poisson ones (same input;
+see :class:`pynx_dlgap.training.data.PatchStream`).
 
 Checkpoints hold only tensors and plain numbers and are read back with
 ``torch.load(weights_only=True)``.
@@ -45,7 +47,7 @@ DEFAULTS = dict(model="inpaint3d_small", dims=3, patch=32, batch=16, steps=20000
                 warmup=100, bf16=None, channels_last=False, seed=1, val_seed=999_999, val_batches=8,
                 val_every=250, ckpt_every=250, w_mse=1.0, w_l1=0.0, w_ssim=0.5, w_grad=1.0, w_amp=1.0, regime="mixed",
                 widths=list(range(1, 13)), source=64, threads=0, workers=0, time_limit=0.0, session_seconds=0.0,
-                init="", keep_every=0)
+                init="", keep_every=0, gap_target="measured")
 
 
 def _dist():
@@ -166,7 +168,8 @@ class _WorkerPatches(torch.utils.data.IterableDataset):
         torch.set_num_threads(1)
         c = self.cfg
         st = PatchStream(seed=c["seed"] * 1000 + 100 + 16 * self.session + w, batch=c["batch"], patch=c["patch"],
-                         dims=c["dims"], regime=c["regime"], widths=c["widths"], source=c["source"])
+                         dims=c["dims"], regime=c["regime"], widths=c["widths"], source=c["source"],
+                         gap_target=c["gap_target"])
         for I, m in st:
             yield torch.from_numpy(I), torch.from_numpy(m)
 
@@ -191,7 +194,8 @@ def train(out, **overrides):
         model = model.to(memory_format=torch.channels_last_3d)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     stream = PatchStream(seed=cfg["seed"] * 1000 + rank, batch=cfg["batch"], patch=cfg["patch"], dims=cfg["dims"],
-                         regime=cfg["regime"], widths=cfg["widths"], source=cfg["source"])
+                         regime=cfg["regime"], widths=cfg["widths"], source=cfg["source"],
+                         gap_target=cfg["gap_target"])
     loss_fn = CombinedInpaintLoss(cfg["w_mse"], cfg["w_l1"], cfg["w_ssim"], cfg["w_grad"], cfg.get("w_amp", 0.0))
     ckpt = out / "checkpoint.pt"
     step, seconds, session = 0, 0.0, 0
@@ -402,6 +406,7 @@ def export(out, weights, extra_card=None, average: int = 0):
         "data_recipe": {"generator": "pynx_dlgap.training.data.PatchStream", "regime": cfg["regime"],
                         "source_shape": [cfg["source"]] * cfg["dims"], "widths": cfg["widths"],
                         "augment": "flux x10**U(-1,1) + fresh Poisson noise, flips, y<->x transposition",
+                        "gap_target": cfg.get("gap_target", "measured"),
                         "layouts": "plane (y or x) / cross (25%) / several (10%), random positions incl. edges"},
         "validation_last": {k: float(v) for k, v in rows[-1].items() if k.startswith("val_")} if rows else {},
     }
@@ -420,6 +425,10 @@ def add_cli(sub):
             p.add_argument("--bf16", dest=k, action=__import__("argparse").BooleanOptionalAction, default=None,
                            help="bf16 autocast (default: where the device runs it natively, a GPU or a CPU "
                                 "with AVX512-BF16/AMX; elsewhere float32)")
+        elif k == "gap_target":
+            p.add_argument("--gap-target", dest=k, choices=["measured", "expected"], default=None,
+                           help="the training target in the gap: the Poisson counts (default) or the simulator's "
+                                "noise-free expected counts (the input is the same either way)")
         elif isinstance(v, bool):
             p.add_argument(f"--{k.replace('_', '-')}", dest=k, action=__import__("argparse").BooleanOptionalAction,
                            default=None, help=f"(default {v})")
