@@ -11,6 +11,7 @@ log-linear prefill the model corrects.
 
     python benchmarks/validation.py                      # the shipped weights
     python benchmarks/validation.py old.safetensors new.safetensors
+    python benchmarks/validation.py --truth expected ...   # scored against the noise-free counts in the gap
 """
 from __future__ import annotations
 
@@ -21,14 +22,18 @@ import time
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("weights", nargs="*", help="weights files (default: the shipped inpainting weights)")
+    ap.add_argument("--truth", choices=["measured", "expected"], default="measured",
+                    help="score the gap against the Poisson counts (default) or the simulator's noise-free counts "
+                         "(same patches, same model input)")
     a = ap.parse_args(argv)
     from pynx_dlgap.inpaint.infer import load_inpaint_model
     from pynx_dlgap.training.trainer import DEFAULTS, evaluate_batches, validation_set
     t0 = time.perf_counter()
-    val = validation_set(DEFAULTS)
+    val = validation_set(DEFAULTS, gap_target=a.truth)
     print(f"# validation patches of pynx-dlgap train (val_seed {DEFAULTS['val_seed']}, "
           f"{DEFAULTS['val_batches'] * DEFAULTS['batch']} per regime, gaps {DEFAULTS['widths'][0]}-"
-          f"{DEFAULTS['widths'][-1]} px); python benchmarks/validation.py {' '.join(a.weights)}")
+          f"{DEFAULTS['widths'][-1]} px; gap scored against the {a.truth} counts); "
+          f"python benchmarks/validation.py --truth {a.truth} {' '.join(a.weights)}")
     print(f"\n{'weights':<14} {'regime':<9} {'fill':<10} {'mae_log':>8} {'amp':>8}")
     print("-" * 53)
     for w in a.weights or [None]:

@@ -59,12 +59,16 @@ def _dist():
     return 0, 1
 
 
-def validation_set(cfg, regimes=("mixed", "measured")):
-    """Fixed held-out patches: ``{regime: [(I, mask), ...]}`` (seeds disjoint from training)."""
+def validation_set(cfg, regimes=("mixed", "measured"), gap_target="measured"):
+    """Fixed held-out patches: ``{regime: [(I, mask), ...]}`` (seeds disjoint from training).
+
+    ``gap_target='expected'``: the same patches with the noise-free counts in the gap
+    (the model input is unchanged; the truth it is scored against is).
+    """
     out = {}
     for j, r in enumerate(regimes):
         st = PatchStream(seed=cfg["val_seed"] + j, batch=cfg["batch"], patch=cfg["patch"], dims=cfg["dims"],
-                         regime=r, widths=cfg["widths"], source=cfg["source"])
+                         regime=r, widths=cfg["widths"], source=cfg["source"], gap_target=gap_target)
         out[r] = [next(st) for _ in range(cfg["val_batches"])]
     return out
 
