@@ -14,6 +14,10 @@ time, averaged over the held-out simulated 3-D patterns
 of count regimes). PyNX's ``InterpIobsMask`` runs on PyNX's OpenCL backend on
 the PoCL CPU platform, which is slow here, so it is evaluated on the first
 ``--pynx-interp-n`` patterns only (its ``n`` column says so).
+``--oracle`` adds an ``expected`` row, the simulator's noise-free intensity used
+as the fill: against the Poisson truth, the noise ceiling no fill can pass.
+``--truth expected`` scores every fill against the noise-free counts in the gap
+instead of the Poisson counts.
 
 Table 2 (real space): 6- and 12-px crosses; each version of a pattern
 (gap-free, masked, each fill) is phased by real PyNX with the same chain and

@@ -13,7 +13,8 @@ Gap cases
     or a cross. Gap positions are drawn (seeded) within the central half of
     the array, so gaps cross the fringes near the Bragg peak, sometimes
     through it. The truth inside the gap is the simulated *measured* (Poisson)
-    intensity, as for experimental crops.
+    intensity, as for experimental crops, or with ``truth='expected'`` the
+    simulator's noise-free expected intensity (:func:`detector_rows`).
 
 Detector-space metrics are those of :func:`pynx_dlgap.evaluate.metrics.gap_metrics`,
 computed inside the gap only. Real-space metrics phase every version of a
