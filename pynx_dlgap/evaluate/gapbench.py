@@ -105,13 +105,15 @@ def detector_rows(samples, cases, methods: dict, progress=True, ssim=True, truth
         for case in cases:
             lay = draw_layout(case, I.shape, _case_rng(i, case))
             mask = lay.mask(I.shape)
-            # outside the gap the truth is the measured pattern (what every fill keeps), so that
-            # SSIM windows across the gap's edge compare like with like
-            T = I if truth == "measured" else np.where(mask, s["expected"], I)
+            # the noise-free counts in the gap, the measured pattern outside it (what every fill keeps,
+            # so that SSIM windows across the gap's edge compare like with like): the oracle's fill
+            # and the 'expected' truth
+            noise_free = np.where(mask, s["expected"], I) if (oracle or truth == "expected") else None
+            T = I if truth == "measured" else noise_free
             for name, fill in methods.items():
                 t0 = time.perf_counter()
                 try:
-                    filled = np.where(mask, s["expected"], I) if fill is None else fill(I, mask)
+                    filled = noise_free if fill is None else fill(I, mask)
                 except PatternError:  # e.g. a gap wider than the model supports: refused, reported as such
                     filled = None
                 dt = time.perf_counter() - t0
