@@ -29,7 +29,10 @@ its own ``mask_interp`` does and as ``pynx-cdi-id01-dl`` and ``pynx-dlgap phase`
 ``--realspace-methods NAME:estimate``, ``--realspace-dl dl:estimate``; but only its
 OpenCL/CUDA operators implement that constraint, so run table 2 with
 ``--realspace-backend opencl`` (PoCL here) or ``cuda``: PyNX 2025.1's CPU
-``ApplyAmplitude`` treats estimated pixels exactly as masked ones.) (failed = share of runs where PyNX's support diverged, as PyNX's
+``ApplyAmplitude`` treats estimated pixels exactly as masked ones.
+``NAME:release`` writes the fill as observed intensities until the end of the
+chain's zero-mask phase, where PyNX holds masked pixels at zero, and masks them
+from then on; every backend honours it.) (failed = share of runs where PyNX's support diverged, as PyNX's
 runner discards them; errors are averaged over the other runs). These patterns have no background floor (PyNX does not model one; a
 floor spoils phasing whatever the fill) and a mild strain (phase range 1
 rad) so that random starts converge and the gap is what differs.
@@ -77,9 +80,10 @@ def main(argv=None):
                    default=["loglinear", "logcubic", "biharmonic", "pynx_interp"],
                    help="fills phased in table 2; NAME:estimate stores the fill as PyNX estimated intensities "
                         "(only PyNX's OpenCL/CUDA operators honour those: on the CPU backend they are masked)")
-    p.add_argument("--realspace-dl", nargs="*", default=None, metavar="NAME[:estimate]",
+    p.add_argument("--realspace-dl", nargs="*", default=None, metavar="NAME[:MODE]",
                    help="with --weights: the DL rows phased in table 2 (default: all of table 1's DL rows, as "
-                        "observed data); NAME:estimate stores that fill as PyNX estimated intensities")
+                        "observed data); NAME:estimate stores that fill as PyNX estimated intensities, "
+                        "NAME:release as observed data until the zero-mask phase ends, then masked")
     p.add_argument("--realspace-backend", choices=["cpu", "opencl", "cuda"], default="cpu",
                    help="PyNX operator family of table 2 (opencl runs on the PoCL CPU platform here, slowly; "
                         "estimated intensities need opencl or cuda)")
@@ -143,11 +147,16 @@ def main(argv=None):
               **{f"dl-bright{k}": fill_bright(k) for k in a.tta_bright if k > 1}, "dl+check": fill_checked}
         fast.update(dl)
         a.methods = [*a.methods, *dl]
+    modes = ("", *gb.FILL_MODES)
     for m in a.realspace_dl or []:  # checked before any work
         name, _, mode = m.partition(":")
-        if name not in dl or mode not in ("", "observed", "estimate"):
+        if name not in dl or mode not in modes:
             p.error(f"--realspace-dl {m}: rows are {', '.join(dl) or 'none (give --weights)'}, "
-                    f"modes observed or estimate")
+                    f"modes {', '.join(gb.FILL_MODES)}")
+    for m in a.realspace_methods:
+        name, _, mode = m.partition(":")
+        if name not in BASELINES or mode not in modes:
+            p.error(f"--realspace-methods {m}: fills are {', '.join(BASELINES)}, modes {', '.join(gb.FILL_MODES)}")
     cols = ["pcc_log", "pcc", "ssim_log", "r_factor", "mae_log", "amp", "seconds"]
     best = {"pcc_log": "max", "pcc": "max", "ssim_log": "max", "r_factor": "min", "mae_log": "min", "amp": "min"}
     fmt = {"seconds": "{:.3f}", "n": "{:.0f}"}

@@ -39,11 +39,14 @@ true support < 0.3 rad **and** modulus error < ``--mod-bound`` (0.3); final LLK
 
 ``--dl-precision fp32 bf16`` runs the DL step (and its dl+chain) in both precisions on
 the same crystals and prints the DL step's share of the dl+chain time for each, and
-how far the bf16 prediction is from the fp32 one.
+how far the bf16 prediction is from the fp32 one. ``fp32-plain`` is float32 with
+PyTorch's own choice of convolution kernel (``models/fastconv.plain_convolutions``),
+the baseline of the oneDNN path the models take for CPU inference.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -78,6 +81,7 @@ def one_case(args):
     torch.set_num_threads(1)
     from pynx_dlgap.evaluate.align import object_errors
     from pynx_dlgap.evaluate.phasing import phase_pattern
+    from pynx_dlgap.models.fastconv import plain_convolutions
     from pynx_dlgap.phase.inputs import phase_input
     from pynx_dlgap.phase.predict import load_phase_model, predict_phase, start_object, support_from_object
     s = crystal(dims, seed, level)
@@ -97,7 +101,8 @@ def one_case(args):
     for prec in precisions:
         sfx = "" if prec == "fp32" else f"-{prec}"
         t0 = time.perf_counter()
-        ph_p = predict_phase(I, m, model=model, bf16=prec == "bf16")
+        with plain_convolutions() if prec == "fp32-plain" else contextlib.nullcontext():
+            ph_p = predict_phase(I, m, model=model, bf16=prec == "bf16")
         o_p = start_object(I, ph_p, m)
         sup_p = support_from_object(o_p)
         t_dl = time.perf_counter() - t0
@@ -195,9 +200,11 @@ def main(argv=None):
     ap.add_argument("--levels", nargs="+", default=[n for n, _ in LEVELS])
     ap.add_argument("--dl-k", type=int, default=1, help="DL runs per crystal: the DL start + K-1 perturbed ones")
     ap.add_argument("--dl-noise", type=float, default=1.0, help="RMS (rad) of the smooth perturbations (--dl-k)")
-    ap.add_argument("--dl-precision", nargs="+", choices=["fp32", "bf16"], default=["fp32"],
+    ap.add_argument("--dl-precision", nargs="+", choices=["fp32", "bf16", "fp32-plain"], default=["fp32"],
                     help="precisions of the DL step, each with its dl-only and dl+chain rows (bf16: bfloat16 "
-                         "autocast, channels-last; rows '-bf16'); the first one's start feeds dl+noise and dl+chain+dt")
+                         "autocast, channels-last; rows '-bf16'; fp32-plain: float32 with PyTorch's own choice "
+                         "of convolution kernel instead of oneDNN for all (models/fastconv.py), the baseline "
+                         "of that speed-up); the first one's start feeds dl+noise and dl+chain+dt")
     ap.add_argument("--dl-tta", type=int, nargs="+", default=[], metavar="K",
                     help="also the test-time ensemble of K symmetric views (rows dl-only-ttaK, dl+chain-ttaK)")
     ap.add_argument("--dl-views", type=int, default=1, metavar="K",
@@ -230,7 +237,7 @@ def main(argv=None):
     if a.dl_k > 1:
         print(f"# dl+noise: DL phase + smooth noise of RMS {a.dl_noise} rad (2-px correlation), no detwin")
     print()
-    hdr = f"{'level':6} {'method':15} {'success':>8} {'phase_rms':>9} {'mod_err':>8} {'llk':>9} {'iters5%':>8} " \
+    hdr = f"{'level':6} {'method':19} {'success':>8} {'phase_rms':>9} {'mod_err':>8} {'llk':>9} {'iters5%':>8} " \
           f"{'seconds':>8} {'n':>4}"
     print(hdr)
     print("-" * len(hdr))
@@ -251,7 +258,7 @@ def main(argv=None):
             def f(k):
                 v = np.array([r[k] for r in rr], float)
                 return np.median(v[np.isfinite(v)]) if np.isfinite(v).any() else np.nan
-            print(f"{name:6} {meth:15} {np.mean([r['success'] for r in rr]):8.2f} {f('phase_rms'):9.3f} "
+            print(f"{name:6} {meth:19} {np.mean([r['success'] for r in rr]):8.2f} {f('phase_rms'):9.3f} "
                   f"{f('modulus_error'):8.3f} {f('llk'):9.3g} {f('iters'):8.0f} {f('seconds'):8.2f} {len(rr):4d}")
         print()
     for p, x in zip(precs, sfx):

@@ -60,7 +60,11 @@ over MPI ranks (``mpi=scan``) each apply the steps to their own scan.
 
 The operators can also be steps of ``--algorithm`` (PyNX's syntax, right to left), e.g.
 ``--algorithm "ER**50,RAAR**400,dlphaseinit,dlinpaint"``; they then use the weights
-(and inpainting mode) of the flags above, or the shipped weights.
+(and inpainting mode) of the flags above, or the shipped weights. ``releasefill`` masks
+again the voxels a ``dlinpaint`` step filled (:func:`pynx_dlgap.operators.ReleaseFill`):
+``--dl-inpaint-mode observed --algorithm "ER**200,RAAR**240,releasefill,RAAR**360,dlinpaint"``
+uses the fill as data for the first 360 cycles only (measured with the harness's chain,
+``benchmarks/gap_fill.py ... dl:release``; not yet measured in PyNX's runner).
 
 On a GPU machine where PyNX chose its CUDA family (pycuda, ``PYNX_PU=cuda``), the
 runner first makes PyNX use the GPU's primary CUDA context
@@ -79,7 +83,7 @@ __all__ = ["main", "runner_classes"]
 _CACHE = {}
 
 #: Step names of the DL operators in ``--algorithm`` strings.
-DL_STEPS = ("dlinpaint", "dlphaseinit")
+DL_STEPS = ("dlinpaint", "dlphaseinit", "releasefill")
 
 
 def _weights(value, default):
@@ -129,9 +133,13 @@ def runner_classes():
         def _apply_dl(self, token):
             """Apply one DL operator to ``self.cdi`` and record what it did in ``self.params``."""
             p = self.params
-            from .operators import DLInpaint, DLPhaseInit
+            from .operators import DLInpaint, DLPhaseInit, ReleaseFill
             t0 = time.perf_counter()
-            if token == "dlinpaint":
+            if token == "releasefill":
+                self.cdi = ReleaseFill() * self.cdi
+                p["dl_release_voxels"] = int(self.cdi.release_fill_info["voxels_released"])
+                print(f"pynx-dlgap: ReleaseFill masked {p['dl_release_voxels']} filled voxels again")
+            elif token == "dlinpaint":
                 from .inpaint.infer import DEFAULT_WEIGHTS, load_inpaint_model
                 model, _ = load_inpaint_model(_weights(p.get("dl_inpaint"), DEFAULT_WEIGHTS))
                 if int(p.get("dl_finetune") or 0) > 0:
@@ -192,7 +200,7 @@ def runner_classes():
                   f"{p['dl_finetune_seconds']:.1f} s)\n  {rep['summary_before']}\n  {rep['summary_after']}")
 
         def run_algorithm(self, algo_string, file_name=None, run_n=1):
-            """PyNX's ``run_algorithm``, with ``dlinpaint`` / ``dlphaseinit`` allowed as steps.
+            """PyNX's ``run_algorithm``, with ``dlinpaint`` / ``dlphaseinit`` / ``releasefill`` allowed as steps.
 
             Steps run right to left as in PyNX; consecutive PyNX steps go to PyNX's own
             ``run_algorithm`` (the last of them saves the result), DL steps are applied in

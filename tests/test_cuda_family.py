@@ -94,6 +94,15 @@ def test_cuda_dlinpaint_on_device_matches_loglinear_and_cpu(shared):
     cpu = DLInpaint(model=tiny, family="cpu") * _cdi(pc, I, m)
     np.testing.assert_allclose(np.log1p(got[m].astype(np.float64)),
                                np.log1p(cpu.get_iobs(shift=True)[m].astype(np.float64)), atol=2e-3)
+    # ReleaseFill: the filled voxels masked on the device and in the host mirror, the rest kept
+    from pynx_dlgap.operators import ReleaseFill
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cdi = pcu.ER() ** 2 * ReleaseFill(family="cuda") * cdi
+        assert np.all(np.isfinite(cdi.get_obj()))
+    for arr in (cdi._cu_iobs.get(), cdi.iobs):
+        a = np.fft.fftshift(arr)
+        assert np.all(a[m] <= -1e38) and np.array_equal(a[~m], I[~m])
 
 
 def test_cuda_dlinpaint_tta_matches_cpu(shared):

@@ -15,7 +15,7 @@ pytest.importorskip("pynx.cdi.cpu_operator", reason="real PyNX is needed (make s
 from pynx_dlgap.evaluate.phasing import import_pynx_cdi  # noqa: E402
 from pynx_dlgap.inpaint.baselines import fill_loglinear  # noqa: E402
 from pynx_dlgap.models import WeightsError, build_model  # noqa: E402
-from pynx_dlgap.operators import DLInpaint, decode_iobs  # noqa: E402
+from pynx_dlgap.operators import DLInpaint, ReleaseFill, decode_iobs  # noqa: E402
 from pynx_dlgap.simulate import simulate_3d  # noqa: E402
 from pynx_dlgap.simulate.gaps import cross  # noqa: E402
 
@@ -93,6 +93,42 @@ def test_cpu_chain_with_er(tiny, data):
     np.testing.assert_allclose(cdi.get_iobs(shift=True)[m], ref[m], rtol=1e-4, atol=1e-6)
 
 
+def test_cpu_release_fill_masks_the_filled_voxels(tiny, data):
+    """DLInpaint records what it filled; ReleaseFill masks exactly those voxels mid-chain,
+    as PyNX's own set_mask would, and keeps the rest and the bookkeeping right."""
+    I, m, ref = data
+    pc = import_pynx_cdi("cpu")
+    cdi = pc.ER() ** 5 * DLInpaint(model=tiny, family="cpu") * _cdi(pc, I, m)
+    np.testing.assert_array_equal(np.fft.fftshift(cdi.dl_inpaint_filled), m)
+    twin = pc.CDI(np.fft.fftshift(I).copy())  # the reference: PyNX's own set_mask, mid-life
+    twin.set_mask(np.fft.fftshift(m).astype(np.int8))
+    cdi = pc.ER() ** 5 * ReleaseFill(family="cpu") * cdi
+    np.testing.assert_array_equal(cdi.iobs, twin.iobs)
+    assert cdi.release_fill_info["voxels_released"] == int(m.sum())
+    assert cdi.nb_observed_points == m.size - int(m.sum())
+    assert cdi.iobs_sum == pytest.approx(float(twin.iobs_sum), rel=1e-6)
+    assert cdi.iobs_sum == pytest.approx(float(I[~m].astype(np.float64).sum()), rel=1e-5)
+    assert np.all(np.isfinite(cdi.get_obj()))
+    # an explicit mask, on a CDI DLInpaint never touched
+    extra = np.zeros(SHAPE, bool)
+    extra[3:5, 3:5, 3:5] = True
+    c2 = ReleaseFill(mask=extra, family="cpu") * pc.CDI(np.fft.fftshift(I).copy())
+    got = c2.get_iobs(shift=True)
+    assert np.all(got[extra] <= -1e38) and np.array_equal(got[~extra], I[~extra])
+
+
+def test_release_fill_refuses_before_any_change(data):
+    I, m, ref = data
+    pc = import_pynx_cdi("cpu")
+    cdi = pc.CDI(np.fft.fftshift(I).copy())
+    before = cdi.iobs.copy()
+    with pytest.raises(ValueError, match="no DLInpaint fill"):
+        ReleaseFill(family="cpu") * cdi
+    with pytest.raises(ValueError, match="mask shape"):
+        ReleaseFill(mask=m[:-1], family="cpu") * cdi
+    np.testing.assert_array_equal(cdi.iobs, before)
+
+
 def test_explicit_mask_and_noop_warning(tiny, data):
     I, m, ref = data
     pc = import_pynx_cdi("cpu")
@@ -138,6 +174,13 @@ def test_opencl_chain_matches_cpu(tiny, data, pynx_opencl):
     np.testing.assert_array_equal(cdi.iobs, cpu.iobs)
     np.testing.assert_array_equal(cdi._cl_iobs.get(), cpu.iobs)  # device copy coherent
     np.testing.assert_allclose(cdi.get_iobs(shift=True)[m], ref[m], rtol=1e-4, atol=1e-6)
+    with warnings.catch_warnings():  # ReleaseFill masks the fill again, on the host and the device
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cdi = pcl.ER() ** 3 * ReleaseFill(family="opencl") * cdi
+        assert np.all(np.isfinite(cdi.get_obj()))
+    twin = _cdi(pc, I, m)
+    np.testing.assert_array_equal(cdi.iobs, twin.iobs)
+    np.testing.assert_array_equal(cdi._cl_iobs.get(), twin.iobs)
 
 
 def test_default_family_is_pynx_choice(tiny):

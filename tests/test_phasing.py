@@ -70,6 +70,28 @@ def test_chain_is_deterministic_for_a_seed(crystal):
     assert not np.array_equal(a.obj, c.obj)
 
 
+def test_release_masks_the_fill_mid_chain(crystal):
+    """release=: the filled pixels count as data until release_at, then PyNX holds them masked."""
+    _, s = crystal
+    I = s["intensity"]
+    m = G.cross(4, 20, 26).mask(I.shape)
+    before = I.copy()
+    short = dict(n_raar=40, n_er=20, support_every=20)
+    r = _quiet(phase_pattern, I, None, seed=2, chain=short, release=m, keep_cdi=True)
+    stored = r.cdi.get_iobs(shift=True)
+    assert np.all(stored[m] <= -1e38) and np.array_equal(stored[~m], I[~m])
+    assert np.array_equal(I, before), "phase_pattern must not modify its input"
+    kept = _quiet(phase_pattern, I, None, seed=2, chain=short)  # the fill counts to the end
+    late = _quiet(phase_pattern, I, None, seed=2, chain=short, release=m, release_at=59)
+    assert not np.array_equal(r.obj, kept.obj) and not np.array_equal(late.obj, kept.obj)
+    # the LLK ignores masked pixels: a release at the last ER cycle changes the LLK's domain
+    assert late.llk != kept.llk
+    with pytest.raises(ValueError, match="release_at"):
+        phase_pattern(I, None, chain=short, release=m, release_at=60)
+    with pytest.raises(ValueError, match="release mask shape"):
+        phase_pattern(I, None, chain=short, release=m[:-1])
+
+
 @pytest.mark.opencl
 def test_cpu_random_start_on_an_opencl_cdi(crystal, pynx_opencl):
     """PyNX's OpenCL family has no InitObjRandom; phase_pattern(backend='opencl') applies the CPU

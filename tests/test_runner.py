@@ -1,6 +1,7 @@
 """``pynx-cdi-id01-dl`` (PyNX's runner subclassed with the DL flags) and ``pynx-dlgap phase``,
 run end to end with real PyNX (CPU backend) on simulated pattern files."""
 import os
+import re
 import subprocess
 import sys
 
@@ -195,3 +196,54 @@ def test_pynx_dlgap_phase_keeps_the_best_of_several_starts(tmp_path):
     ok = np.flatnonzero(~failed)
     expect = int(ok[np.argmin(llks[ok])]) if ok.size else 0
     assert kept == expect and llk == llks[kept]
+
+
+def test_pynx_dlgap_phase_cli_fill_as_release(tmp_path):
+    """`pynx-dlgap phase --inpaint --fill-as release`: the fill counts as data until the zero-mask
+    phase ends and is masked after; recorded in the CXI; the input files stay untouched."""
+    import hashlib
+    from pynx_dlgap.simulate import simulate_3d
+    from pynx_dlgap.simulate.gaps import cross
+    seed = int(np.random.default_rng().integers(1_000_000))
+    s = simulate_3d(seed, (64, 64, 64), "measured", floor=0.0, diffuse=0.0, gaps="none", crop_shift=[0, 0, 0])
+    m = cross(4, 26, 36).mask((64, 64, 64))
+    np.savez(tmp_path / "scan.npz", data=np.where(m, 0, s["intensity"]).astype(np.float32))
+    np.savez(tmp_path / "mask.npz", mask=m.astype(np.int8))
+    md5 = {n: hashlib.md5((tmp_path / n).read_bytes()).hexdigest() for n in ("scan.npz", "mask.npz")}
+    cmd = [sys.executable, "-m", "pynx_dlgap.cli", "phase", "scan.npz", "--mask", "mask.npz", "--inpaint",
+           "--raar", "20", "--er", "10", "--no-check", "--fill-as", "release", "-o", "result.cxi"]
+    r = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    with h5py.File(tmp_path / "result.cxi", "r") as f:
+        cfg = f["entry_1/image_1/process_1/configuration"]
+        assert cfg["dl_inpaint_fill_as"][()].decode() == "release"
+        obj = f["entry_1/data_1/data"][()]
+    assert np.isfinite(obj).all() and np.abs(obj).max() > 0
+    assert md5 == {n: hashlib.md5((tmp_path / n).read_bytes()).hexdigest() for n in ("scan.npz", "mask.npz")}
+    bad = subprocess.run(cmd[:-3] + ["loose", "-o", "bad.cxi"], cwd=tmp_path, env=ENV,
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "invalid choice" in bad.stderr and not (tmp_path / "bad.cxi").exists()
+
+
+def test_releasefill_step_in_algorithm_string(tmp_path):
+    """`releasefill` masks again, mid-chain, the voxels a `dlinpaint` step filled."""
+    from pynx_dlgap.simulate import simulate_3d
+    from pynx_dlgap.simulate.gaps import cross
+    seed = int(np.random.default_rng().integers(1_000_000))
+    s = simulate_3d(seed, (64, 64, 64), "measured", floor=0.0, diffuse=0.0, gaps="none", crop_shift=[0, 0, 0])
+    m = cross(4, 28, 36).mask((64, 64, 64))
+    np.savez(tmp_path / "scan.npz", data=s["intensity"])
+    np.savez(tmp_path / "mask.npz", mask=m.astype(np.int8))
+    r = _run(["--data", "scan.npz", "--mask", "mask.npz", "--dl-inpaint-mode", "observed", "--nb_run", "1",
+              "--dl-inpaint-check", "off", "--algorithm", "ER**10,releasefill,RAAR**20,dlinpaint"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    filled = int(re.search(r"DLInpaint \(\w+\) filled (\d+) voxels", out).group(1))
+    assert 0 < filled <= int(m.sum())  # PyNX's runner may crop the frame around the peak
+    assert f"ReleaseFill masked {filled} filled voxels" in out
+    assert out.index("DLInpaint (") < out.index("Algorithm: RAAR**20") < out.index("ReleaseFill masked")
+    assert out.index("ReleaseFill masked") < out.index("Algorithm: ER**10")
+    with h5py.File(tmp_path / "latest.cxi", "r") as f:
+        assert f["entry_1/image_1/process_1/configuration/dl_release_voxels"][()] == filled
+    r = _run(["--data", "scan.npz", "--nb_run", "1", "--algorithm", "ER**10,releasefill,RAAR**20"], tmp_path)
+    assert r.returncode != 0 and "no DLInpaint fill" in (r.stdout + r.stderr)

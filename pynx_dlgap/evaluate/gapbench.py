@@ -126,6 +126,10 @@ def detector_rows(samples, cases, methods: dict, progress=True, ssim=True, truth
     return rows
 
 
+#: how a fill enters the real-space chain (:func:`realspace_rows`)
+FILL_MODES = ("observed", "estimate", "release")
+
+
 def realspace_rows(samples, cases, methods: dict, seeds=(0,), progress=True, chain=None, backend: str = "cpu"):
     """Phase each version of each pattern with the harness's PyNX chain and score it.
 
@@ -134,7 +138,10 @@ def realspace_rows(samples, cases, methods: dict, seeds=(0,), progress=True, cha
     intensities; ``name -> (fill, 'estimate')`` stores them as PyNX *estimated*
     intensities (loose amplitude constraint, 0.5x-1.2x, as PyNX's ``mask_interp``
     does; only PyNX's OpenCL and CUDA operators honour it, so pass ``backend='opencl'`` or
-    ``'cuda'``: on ``'cpu'`` estimated pixels are masked). Returns one row per (sample, case, version, seed)
+    ``'cuda'``: on ``'cpu'`` estimated pixels are masked); ``name -> (fill, 'release')``
+    writes them as observed intensities until the end of the chain's zero-mask phase, where
+    PyNX would hold masked pixels at zero, and masks them from then on
+    (:func:`~pynx_dlgap.evaluate.phasing.phase_pattern`'s ``release``). Returns one row per (sample, case, version, seed)
     with the aligned modulus/phase errors inside the true support, the final LLK,
     and the mean PRTF.
     """
@@ -143,6 +150,9 @@ def realspace_rows(samples, cases, methods: dict, seeds=(0,), progress=True, cha
     from .phasing import phase_pattern
     rows = []
     versions = ["gap-free", "masked", *methods]
+    for v, f in methods.items():
+        if isinstance(f, tuple) and f[1] not in FILL_MODES:
+            raise ValueError(f"realspace method {v!r}: unknown mode {f[1]!r}; choose one of {FILL_MODES}")
     bar = tqdm(total=len(samples) * len(cases) * len(versions) * len(seeds), desc="PyNX phasing",
                disable=not progress, leave=False)
     for i, s in enumerate(samples):
@@ -157,9 +167,11 @@ def realspace_rows(samples, cases, methods: dict, seeds=(0,), progress=True, cha
                 else:
                     fill, mode = methods[v] if isinstance(methods[v], tuple) else (methods[v], "observed")
                     data, m = fill(I, mask), None
-                est = mask if v not in ("gap-free", "masked") and mode == "estimate" else None
+                filled = v not in ("gap-free", "masked")
+                est = mask if filled and mode == "estimate" else None
+                rel = mask if filled and mode == "release" else None
                 for seed in seeds:
-                    r = phase_pattern(data, m, seed=seed, chain=chain, estimate=est, backend=backend)
+                    r = phase_pattern(data, m, seed=seed, chain=chain, estimate=est, backend=backend, release=rel)
                     row = dict(sample=i, case=str(case), width=case.width, geometry=case.geometry,
                                method=v, seed=seed, seconds=r.seconds, llk=r.llk, failed=float(bool(r.failed)))
                     if r.failed:  # PyNX's support diverged: a failed run, scored as such

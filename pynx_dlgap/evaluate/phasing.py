@@ -81,7 +81,8 @@ def _make_cdi(pynx_cdi, iobs, mask, estimate=None):
 
 def phase_pattern(iobs, mask=None, *, seed: int = 0, obj0=None, support0=None,
                   estimate=None, chain: dict | None = None, llk_every: int = 20,
-                  keep_cdi: bool = False, backend: str = "cpu") -> PhasingResult:
+                  keep_cdi: bool = False, backend: str = "cpu", release=None,
+                  release_at: int | None = None) -> PhasingResult:
     """Reconstruct a pattern with PyNX (CPU operators by default) and the harness chain.
 
     Parameters
@@ -100,9 +101,18 @@ def phase_pattern(iobs, mask=None, *, seed: int = 0, obj0=None, support0=None,
         ``InitObjRandom``, so its random start comes from PyNX's CPU operator (the same draws
         for the same seed). Only the OpenCL and CUDA families honour ``estimate`` (PyNX 2025.1's CPU
         ``ApplyAmplitude`` treats estimated pixels as masked).
+    release : optional bool array (centred): pixels (e.g. a gap's fill) that count as data
+        until cycle ``release_at`` and are masked (free) from then on
+        (``cdi.set_mask``). Default ``release_at``: the end of the zero-mask phase of
+        ``zero_mask='auto'`` (60 % of the RAAR cycles), during which PyNX would hold
+        masked pixels at zero; else the end of RAAR.
     """
     iobs, mask = check_pattern(iobs, mask, allow_full_mask=False)
     c = dict(CHAIN_DEFAULT, **(chain or {}))
+    if release is not None:
+        release = np.asarray(release, bool)
+        if release.shape != iobs.shape:
+            raise ValueError(f"release mask shape {release.shape} != pattern shape {iobs.shape}")
     if backend == "cuda":
         from ..pynx_backend import init_pynx_cuda
         init_pynx_cuda()
@@ -128,15 +138,24 @@ def phase_pattern(iobs, mask=None, *, seed: int = 0, obj0=None, support0=None,
     zm_auto = c["zero_mask"] == "auto"
     zm_cycle = int(0.6 * n_raar) if zm_auto else -1
     detwin_cycle = n_raar // 4 if c["detwin"] else -1
+    if release is not None:
+        release_at = int(release_at if release_at is not None else (zm_cycle if zm_cycle > 0 else n_raar))
+        if not 0 < release_at < n_raar + n_er:
+            raise ValueError(f"release_at must be within the chain's 1..{n_raar + n_er - 1} cycles, not {release_at}")
+    else:
+        release_at = -1
     s0, s1 = c["support_smooth"] if np.ndim(c["support_smooth"]) else (c["support_smooth"],) * 2
     # cycle boundaries at which something changes, as PyNX's runner does
     marks = sorted({0, n_raar, n_raar + n_er, *range(0, n_raar + n_er, k),
                     *([zm_cycle] if zm_cycle > 0 else []), *([detwin_cycle] if detwin_cycle > 0 else []),
+                    *([release_at] if release_at > 0 else []),
                     *(range(0, n_raar + n_er, llk_every) if llk_every else [])})
     hist = []
     failed = None
     from pynx.cdi.cdi import SupportTooLarge, SupportTooSmall
     for i0, i1 in zip(marks[:-1], marks[1:]):
+        if i0 == release_at and failed is None:  # the fill stops counting as data: masked from now on
+            cdi.set_mask(release.astype(np.int8), shift=True)
         zm = (i0 < zm_cycle) if zm_auto else bool(c["zero_mask"])
         n = i1 - i0
         if i1 <= n_raar:

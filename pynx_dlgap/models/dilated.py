@@ -20,9 +20,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .fastconv import Conv2d, Conv3d
+
 __all__ = ["SubLatticeDilatedConv"]
 
-_CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+_CONV = {2: Conv2d, 3: Conv3d}  # nn.ConvNd, oneDNN for CPU inference (fastconv.py)
 
 
 class SubLatticeDilatedConv(nn.Module):

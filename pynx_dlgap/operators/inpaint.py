@@ -188,6 +188,7 @@ class _DLInpaintCore:
                               progress=self.progress, return_info=True, check=self.check, bf16=self.bf16,
                               trust=self.trust, bright=self.bright, tta_bright=self._tta_bright_over)
         fill = np.fft.ifftshift(filled)[to_fill].astype(np.float32)
+        self._filled = to_fill.copy()
         new = np.array(stored, dtype=np.float32, copy=True)
         if self.mode == "observed":
             new[to_fill] = fill
@@ -214,6 +215,7 @@ class _DLInpaintCore:
         if tuple(s.shape) != stored.shape:
             raise ValueError(f"device iobs {tuple(s.shape)} and host iobs {stored.shape} differ")
         inten, to_fill, n, info = self._request(stored)
+        self._filled = to_fill.copy()
         info["device"] = str(s.device)
         if n == 0:
             info["seconds"] = time.perf_counter() - t0
@@ -290,6 +292,7 @@ def _make_cpu_class():
                 return cdi
             cdi.set_iobs(new, shift=False)  # pulls a newer GPU object first, bumps the host timestamp
             self._bookkeeping(cdi)
+            cdi.dl_inpaint_filled = self._filled  # for ReleaseFill (stored, fft-shifted layout)
             cdi.dl_inpaint_info = self._info
             return cdi
 
@@ -323,6 +326,7 @@ def _make_opencl_class():
             cdi.iobs = new
             cdi._cl_iobs = cla.to_device(pu.cl_queue, new, async_=False, allocator=pu.cl_mem_pool)
             self._bookkeeping(cdi)
+            cdi.dl_inpaint_filled = self._filled  # for ReleaseFill (stored, fft-shifted layout)
             cdi.dl_inpaint_info = self._info
             return cdi
 
@@ -364,6 +368,7 @@ def _make_cuda_class():
                 arr.set(out.cpu().numpy())
             cdi.iobs = arr.get()  # host mirror, as PyNX's CUDA InterpIobsMask
             self._bookkeeping(cdi)
+            cdi.dl_inpaint_filled = self._filled  # for ReleaseFill (stored, fft-shifted layout)
             info.update(zero_copy=bool(zero_copy), device_pointer=int(arr.gpudata),
                         torch_pointer=int(s.data_ptr()))
             cdi.dl_inpaint_info = info

@@ -45,10 +45,12 @@ def add_cli(sub):
     p.add_argument("--check", action=__import__("argparse").BooleanOptionalAction, default=True,
                    help="with --inpaint: self-check (default on) DL vs log-linear on shifted copies of the gap, "
                         "keep the better fill")
-    p.add_argument("--fill-as", choices=["estimate", "observed"], default="estimate",
+    p.add_argument("--fill-as", choices=["estimate", "observed", "release"], default="estimate",
                    help="with --inpaint: the chain treats the filled voxels as PyNX estimated values (default: "
                         "loose constraint on CUDA/OpenCL, free on the CPU operators; the DL start uses the fill "
-                        "either way) or as observed intensities (hard constraint; worse in benchmarks/runner_dl.py)")
+                        "either way), as observed intensities (hard constraint; worse in benchmarks/runner_dl.py), "
+                        "or as observed intensities until the zero-mask phase ends (60 %% of the RAAR cycles) and "
+                        "masked after (release; PyNX would hold them at zero in that phase)")
     p.add_argument("--pynx", choices=["cpu", "opencl", "cuda"], default="cpu",
                    help="PyNX operator family of the refinement (default cpu; cuda on a GPU with pycuda)")
     p.add_argument("--weights", default=None, help="phase weights (default: shipped, for the pattern's dims)")
@@ -159,7 +161,7 @@ def run_phase(a):
         from ..inpaint.infer import inpaint, load_inpaint_model
         imodel, icard = load_inpaint_model(a.inpaint_weights)
         info.update(dl_inpaint_weights_sha256=icard["sha256"])
-    I, m, est = iobs, mask, None
+    I, m, est, rel = iobs, mask, None, None
     if imodel is not None:
         t0 = time.perf_counter()
         I, iinf = inpaint(iobs, mask, model=imodel, check=a.check, return_info=True, bf16=a.bf16, tta=a.tta, device=device,
@@ -169,6 +171,7 @@ def run_phase(a):
                     dl_inpaint_trust="off" if iinf["trust"] is None else float(iinf["trust"]))
         m = np.zeros_like(mask)
         est = mask if a.fill_as == "estimate" else None
+        rel = mask if a.fill_as == "release" else None
         info.update(dl_inpaint_voxels=int(mask.sum()), dl_inpaint_seconds=time.perf_counter() - t0,
                     dl_inpaint_fill_as=a.fill_as)
         print(f"gap fill ({iinf['method']}): {int(mask.sum())} voxels in {info['dl_inpaint_seconds']:.1f} s")
@@ -184,7 +187,7 @@ def run_phase(a):
                     dl_phase_region_shape=pinf["region_shape"], dl_support_points=int(sup0.sum()))
         print(f"DL phase start in {info['dl_phase_seconds']:.2f} s (region {pinf['region_shape']} at "
               f"{pinf['region_start']}), support {int(sup0.sum())} voxels")
-    r, obj0, kept, llks, failed = _refine(a, I, m, est, phase, obj0, sup0)
+    r, obj0, kept, llks, failed = _refine(a, I, m, est, phase, obj0, sup0, rel)
     info.update(llk=r.llk, phasing_seconds=r.seconds, failed=r.failed or "", starts=int(a.starts),
                 start_kept=int(kept), start_llks=[float(x) for x in llks], start_failed=[int(f) for f in failed])
     if a.starts > 1 and phase is not None:
@@ -206,7 +209,7 @@ def run_phase(a):
     return 1 if r.failed else 0
 
 
-def _refine(a, I, m, est, phase, obj0, sup0):
+def _refine(a, I, m, est, phase, obj0, sup0, rel=None):
     """Run ``a.starts`` chains (the DL start + perturbed ones, or random starts) and keep the
     run of lowest final LLK among those that did not fail (the first one if all failed).
     Returns ``(result, start object of the kept run, its index, the final LLKs, failed flags)``."""
@@ -225,7 +228,7 @@ def _refine(a, I, m, est, phase, obj0, sup0):
             o = start_object(I, phk, m)
             sup = support_from_object(o)
         r = phase_pattern(I, m, seed=seed, obj0=o, support0=sup, keep_cdi=True, estimate=est, backend=a.pynx,
-                          chain=dict(n_raar=a.raar, n_er=a.er, detwin=o is None))
+                          chain=dict(n_raar=a.raar, n_er=a.er, detwin=o is None), release=rel)
         llks.append(r.llk)
         failed.append(r.failed is not None)
         what = ("random start" if phase is None else "DL start" if k == 0 else
