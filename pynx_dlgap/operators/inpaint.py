@@ -6,7 +6,7 @@ Usage (any PyNX backend)::
     from pynx.cdi import CDI, ER
     from pynx_dlgap.operators import DLInpaint
     cdi = CDI(iobs_shifted, mask=mask_shifted)
-    cdi = ER**50 * DLInpaint(weights="inpaint3d.safetensors") * cdi
+    cdi = ER() ** 50 * DLInpaint(weights="inpaint3d.safetensors") * cdi
 
 Operator families
 -----------------
@@ -423,7 +423,7 @@ def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overl
               tta: int = 1, trust="card", tta_bright: int = 1, bright: float = 0.01):
     """A PyNX operator filling the masked voxels of ``cdi.iobs`` with the DL inpainting model.
 
-    ``cdi = DLInpaint(...) * cdi``; composable: ``cdi = ER**50 * DLInpaint() * cdi``.
+    ``cdi = DLInpaint(...) * cdi``; composable: ``cdi = ER() ** 50 * DLInpaint() * cdi``.
 
     :param model: an inpainting model (e.g. from ``load_inpaint_model``); default ``weights``.
     :param weights: weights file; default the shipped ``weights/inpaint3d.safetensors``

@@ -5,8 +5,8 @@ Usage::
     from pynx.cdi import CDI, ER, RAAR
     from pynx_dlgap.operators import DLPhaseInit, DLInpaint
     cdi = CDI(iobs_shifted, mask=mask_shifted)
-    cdi = ER**100 * RAAR**300 * DLPhaseInit() * cdi
-    cdi = ER**50 * DLPhaseInit() * DLInpaint() * cdi
+    cdi = ER() ** 100 * RAAR() ** 300 * DLPhaseInit() * cdi
+    cdi = ER() ** 50 * DLPhaseInit() * DLInpaint() * cdi
 
 What it does (families ``'cpu'``, ``'opencl'`` and ``'cuda'``, as :mod:`.inpaint`):
 
