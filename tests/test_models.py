@@ -207,6 +207,9 @@ def test_onednn_conv_matches_float64_reference(dims, kw):
     with torch.no_grad(), torch.profiler.profile() as prof:
         conv(x)
     assert "aten::mkldnn_convolution" in {e.name for e in prof.events()}  # the oneDNN path ran
+    # under CPU autocast the convolution still runs in bfloat16, as nn.ConvNd's
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv(x).dtype == torch.bfloat16
     # with grad enabled (training) nn.ConvNd's own path runs and gradients flow
     y = conv(x.requires_grad_())
     assert torch.allclose(y.detach().double(), ref, atol=1e-5, rtol=1e-5)

@@ -9,9 +9,9 @@ profile on these 2-core AVX2 machines (one thread, the shipped 3-D phase model, 
 input), its 12 such convolutions, a quarter of the model's multiply-adds, took as long as
 the 7 large ones (``benchmarks/model_speed.py`` times the whole models both ways). :class:`Conv2d` and
 :class:`Conv3d` are ``nn.ConvNd`` with the same parameters and state-dict keys; when
-no gradient is being recorded, the input is a float32 CPU tensor, padding is zeros and
-oneDNN is available, they call oneDNN directly. Training, other dtypes, other devices
-and other padding modes run ``nn.ConvNd`` unchanged. The result agrees with
+no gradient is being recorded, CPU autocast is off, the input is a float32 CPU tensor,
+padding is zeros and oneDNN is available, they call oneDNN directly. Training, autocast
+(bf16), other dtypes, other devices and other padding modes run ``nn.ConvNd`` unchanged. The result agrees with
 ``nn.ConvNd`` to float32 rounding (tests/test_models.py).
 """
 from __future__ import annotations
@@ -41,6 +41,7 @@ def plain_convolutions():
 def onednn_inference(x: torch.Tensor, padding_mode: str) -> bool:
     """Whether a convolution of ``x`` may take the direct oneDNN path."""
     return (_ENABLED[0] and padding_mode == "zeros" and not torch.is_grad_enabled() and x.device.type == "cpu"
+            and not torch.is_autocast_enabled("cpu")  # autocast casts F.convNd's inputs, not this aten call
             and x.dtype == torch.float32 and not x.is_mkldnn and torch.backends.mkldnn.is_available()
             and torch.backends.mkldnn.enabled)
 
