@@ -148,15 +148,13 @@ def main(argv=None):
         fast.update(dl)
         a.methods = [*a.methods, *dl]
     modes = ("", *gb.FILL_MODES)
-    for m in a.realspace_dl or []:  # checked before any work
-        name, _, mode = m.partition(":")
-        if name not in dl or mode not in modes:
-            p.error(f"--realspace-dl {m}: rows are {', '.join(dl) or 'none (give --weights)'}, "
-                    f"modes {', '.join(gb.FILL_MODES)}")
-    for m in a.realspace_methods:
-        name, _, mode = m.partition(":")
-        if name not in BASELINES or mode not in modes:
-            p.error(f"--realspace-methods {m}: fills are {', '.join(BASELINES)}, modes {', '.join(gb.FILL_MODES)}")
+    for flag, specs, names, what in (("--realspace-dl", a.realspace_dl or [], dl, "rows"),
+                                     ("--realspace-methods", a.realspace_methods, BASELINES, "fills")):
+        for m in specs:  # checked before any work
+            name, _, mode = m.partition(":")
+            if name not in names or mode not in modes:
+                p.error(f"{flag} {m}: {what} are {', '.join(names) or 'none (give --weights)'}, "
+                        f"modes {', '.join(gb.FILL_MODES)}")
     cols = ["pcc_log", "pcc", "ssim_log", "r_factor", "mae_log", "amp", "seconds"]
     best = {"pcc_log": "max", "pcc": "max", "ssim_log": "max", "r_factor": "min", "mae_log": "min", "amp": "min"}
     fmt = {"seconds": "{:.3f}", "n": "{:.0f}"}

@@ -109,15 +109,16 @@ def phase_pattern(iobs, mask=None, *, seed: int = 0, obj0=None, support0=None,
     """
     iobs, mask = check_pattern(iobs, mask, allow_full_mask=False)
     c = dict(CHAIN_DEFAULT, **(chain or {}))
-    if release is not None:
+    n_raar, n_er, k = int(c["n_raar"]), int(c["n_er"]), int(c["support_every"])
+    zm_auto = c["zero_mask"] == "auto"
+    zm_cycle = int(0.6 * n_raar) if zm_auto else -1
+    if release is not None:  # checked before any work
         release = np.asarray(release, bool)
         if release.shape != iobs.shape:
             raise ValueError(f"release mask shape {release.shape} != pattern shape {iobs.shape}")
-        n_all, n_raar = int(c["n_raar"]) + int(c["n_er"]), int(c["n_raar"])
-        zm_end = int(0.6 * n_raar) if c["zero_mask"] == "auto" else -1
-        release_at = int(release_at if release_at is not None else (zm_end if zm_end > 0 else n_raar))
-        if not 0 < release_at < n_all:  # checked before any work
-            raise ValueError(f"release_at must be within the chain's 1..{n_all - 1} cycles, not {release_at}")
+        release_at = int(release_at if release_at is not None else (zm_cycle if zm_cycle > 0 else n_raar))
+        if not 0 < release_at < n_raar + n_er:
+            raise ValueError(f"release_at must be within the chain's 1..{n_raar + n_er - 1} cycles, not {release_at}")
     else:
         release_at = -1
     if backend == "cuda":
@@ -141,9 +142,6 @@ def phase_pattern(iobs, mask=None, *, seed: int = 0, obj0=None, support0=None,
         # PyNX 2025.1's OpenCL family has no InitObjRandom; the CPU one works on any family's CDI
         init = pc.InitObjRandom if hasattr(pc, "InitObjRandom") else import_pynx_cdi("cpu").InitObjRandom
         cdi = pc.ScaleObj(method="F") * init(src="support", amin=0, amax=1, phirange=2 * np.pi) * cdi
-    n_raar, n_er, k = int(c["n_raar"]), int(c["n_er"]), int(c["support_every"])
-    zm_auto = c["zero_mask"] == "auto"
-    zm_cycle = int(0.6 * n_raar) if zm_auto else -1
     detwin_cycle = n_raar // 4 if c["detwin"] else -1
     s0, s1 = c["support_smooth"] if np.ndim(c["support_smooth"]) else (c["support_smooth"],) * 2
     # cycle boundaries at which something changes, as PyNX's runner does

@@ -163,6 +163,7 @@ class _DLInpaintCore:
             to_fill = np.fft.ifftshift(self.mask)
             inten[to_fill] = 0
         n = int(np.count_nonzero(to_fill))
+        self._filled = to_fill  # what this call fills: cdi.dl_inpaint_filled, for ReleaseFill
         info = dict(operator="DLInpaint", family=self.family, mode=self.mode, voxels_filled=0,
                     voxels_estimated_before=n_estimated, explicit_mask=self.mask is not None,
                     weights=self.weights, weights_sha256=self.weights_sha256, tta=self.tta,
@@ -188,7 +189,6 @@ class _DLInpaintCore:
                               progress=self.progress, return_info=True, check=self.check, bf16=self.bf16,
                               trust=self.trust, bright=self.bright, tta_bright=self._tta_bright_over)
         fill = np.fft.ifftshift(filled)[to_fill].astype(np.float32)
-        self._filled = to_fill.copy()
         new = np.array(stored, dtype=np.float32, copy=True)
         if self.mode == "observed":
             new[to_fill] = fill
@@ -215,7 +215,6 @@ class _DLInpaintCore:
         if tuple(s.shape) != stored.shape:
             raise ValueError(f"device iobs {tuple(s.shape)} and host iobs {stored.shape} differ")
         inten, to_fill, n, info = self._request(stored)
-        self._filled = to_fill.copy()
         info["device"] = str(s.device)
         if n == 0:
             info["seconds"] = time.perf_counter() - t0
@@ -271,6 +270,24 @@ class _DLInpaintCore:
         cdi.nb_free_points = int(np.count_nonzero(free))
 
 
+def store_iobs_host(cdi, new):
+    """Write a new stored (fft-shifted) iobs through PyNX's ``set_iobs`` (which pulls a newer
+    GPU object first and bumps the host timestamp) and update the CDI's counts."""
+    cdi.set_iobs(new, shift=False)
+    _DLInpaintCore._bookkeeping(cdi)
+
+
+def store_iobs_opencl(pu, cdi, new):
+    """Write a new stored iobs on the host and on ``pu``'s OpenCL device (prepare_data has put
+    obj/support/iobs on the device; host iobs is authoritative) and update the CDI's counts."""
+    import pyopencl.array as cla
+    pu.cl_queue.finish()  # no pending kernel may still use the old device iobs
+    pu.ev = []
+    cdi.iobs = new
+    cdi._cl_iobs = cla.to_device(pu.cl_queue, new, async_=False, allocator=pu.cl_mem_pool)
+    _DLInpaintCore._bookkeeping(cdi)
+
+
 def _make_cpu_class():
     from pynx.cdi.cpu_operator import CPUOperatorCDI
 
@@ -290,8 +307,7 @@ def _make_cpu_class():
             new = self._new_iobs(cdi)
             if new is None:
                 return cdi
-            cdi.set_iobs(new, shift=False)  # pulls a newer GPU object first, bumps the host timestamp
-            self._bookkeeping(cdi)
+            store_iobs_host(cdi, new)
             cdi.dl_inpaint_filled = self._filled  # for ReleaseFill (stored, fft-shifted layout)
             cdi.dl_inpaint_info = self._info
             return cdi
@@ -300,7 +316,6 @@ def _make_cpu_class():
 
 
 def _make_opencl_class():
-    import pyopencl.array as cla
     from pynx.cdi.cl_operator import CLOperatorCDI
 
     class DLInpaintCL(_DLInpaintCore, CLOperatorCDI):
@@ -316,16 +331,10 @@ def _make_opencl_class():
                         tta_bright, bright)
 
         def op(self, cdi):
-            # prepare_data has put obj/support/iobs on the device; host iobs is authoritative
             new = self._new_iobs(cdi)
             if new is None:
                 return cdi
-            pu = self.processing_unit
-            pu.cl_queue.finish()  # no pending kernel may still use the old device iobs
-            pu.ev = []
-            cdi.iobs = new
-            cdi._cl_iobs = cla.to_device(pu.cl_queue, new, async_=False, allocator=pu.cl_mem_pool)
-            self._bookkeeping(cdi)
+            store_iobs_opencl(self.processing_unit, cdi, new)
             cdi.dl_inpaint_filled = self._filled  # for ReleaseFill (stored, fft-shifted layout)
             cdi.dl_inpaint_info = self._info
             return cdi

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .inpaint import _DLInpaintCore, operator_class
+from .inpaint import _DLInpaintCore, operator_class, store_iobs_host, store_iobs_opencl
 
 __all__ = ["ReleaseFill", "releasefill_class"]
 
@@ -53,7 +53,6 @@ class _ReleaseCore:
 
     @staticmethod
     def _done(cdi, rel):
-        _DLInpaintCore._bookkeeping(cdi)
         cdi.release_fill_info = {"voxels_released": int(np.count_nonzero(rel))}
 
 
@@ -71,7 +70,7 @@ def _make_cpu_class():
 
         def op(self, cdi):
             new, rel = self._released_iobs(cdi)
-            cdi.set_iobs(new, shift=False)  # pulls a newer GPU object first, bumps the host timestamp
+            store_iobs_host(cdi, new)
             self._done(cdi, rel)
             return cdi
 
@@ -79,7 +78,6 @@ def _make_cpu_class():
 
 
 def _make_opencl_class():
-    import pyopencl.array as cla
     from pynx.cdi.cl_operator import CLOperatorCDI
 
     class ReleaseFillCL(_ReleaseCore, CLOperatorCDI):
@@ -93,11 +91,7 @@ def _make_opencl_class():
 
         def op(self, cdi):
             new, rel = self._released_iobs(cdi)
-            pu = self.processing_unit
-            pu.cl_queue.finish()  # no pending kernel may still use the old device iobs
-            pu.ev = []
-            cdi.iobs = new
-            cdi._cl_iobs = cla.to_device(pu.cl_queue, new, async_=False, allocator=pu.cl_mem_pool)
+            store_iobs_opencl(self.processing_unit, cdi, new)
             self._done(cdi, rel)
             return cdi
 
@@ -124,6 +118,7 @@ def _make_cuda_class():
             new, rel = self._released_iobs(cdi)
             cdi._cu_iobs.set(new)
             cdi.iobs = new
+            _DLInpaintCore._bookkeeping(cdi)
             self._done(cdi, rel)
             return cdi
 
