@@ -2,7 +2,10 @@
 
 PyTorch sends a float32 CPU convolution with one sample and a small input
 (``N*C*D*H <= 20480``) to its im2col path; ``pynx_dlgap.models.fastconv`` sends every
-no-grad float32 CPU convolution to oneDNN (see its docstring). This script times each
+no-grad float32 CPU convolution to oneDNN (see its docstring), and since 0.7.4 the
+inpainting model's dilated convolutions to oneDNN's dilated kernel instead of the
+sub-lattice form used for training (``pynx_dlgap.models.dilated``; the heuristic column
+runs that form, as before 0.7.4). This script times each
 shipped model both ways in one process, on the same input, alternating the two for
 ``--repeat`` rounds after a warm-up, and prints the median times, their ratio and the
 largest output difference (for the phase models: the largest phase difference, rad).

@@ -10,7 +10,11 @@
 3. phase retrieval with real PyNX (CPU backend, the harness chain of
    :mod:`pynx_dlgap.evaluate.phasing`) of the masked pattern and of the filled
    one from the same random start, and of the filled one from the DL phase
-   start (``--no-dl-start`` skips it);
+   start (``--no-dl-start`` skips it). The fill counts as data while PyNX's
+   zero-mask phase would hold the gap at zero (the first 60 % of the RAAR cycles)
+   and is masked after (``--fill-as release``, the default since 0.7.4;
+   ``benchmarks/gap_start.py`` and ``benchmarks/gap_fill.py`` measure it), or as
+   data for the whole chain (``--fill-as observed``, the behaviour before 0.7.4);
 4. a CXI result (PyNX's own writer; of the two runs on the filled pattern, the
    one with the lower final LLK, as PyNX's runner ranks runs) and a
    PNG report of central slices; on a simulated pattern, errors against the true
@@ -38,16 +42,19 @@ def add_cli(sub):
                                                      "against log-linear), loglinear, logcubic, biharmonic, ...")
     p.add_argument("--no-check", dest="check", action="store_false",
                    help="with --method dl: skip the self-check (always use the model's fill)")
+    p.add_argument("--fill-as", choices=["release", "observed"], default="release",
+                   help="how the chain sees the filled voxels: as data until PyNX's zero-mask phase ends (60 %% "
+                        "of the RAAR cycles), masked after (release, default), or as data throughout (observed)")
     p.add_argument("--no-dl-start", dest="dl_start", action="store_false",
                    help="skip the run from the DL phase start")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
     p.set_defaults(func=lambda a: run_demo(**{k: getattr(a, k) for k in
                                               ("out", "data", "mask", "seed", "size", "gap", "method",
-                                               "overwrite", "dl_start", "check")}))
+                                               "overwrite", "dl_start", "check", "fill_as")}))
 
 
 def run_demo(out="out/demo", data=None, mask=None, seed=7, size=64, gap=6, method="dl",
-             overwrite=False, dl_start=True, check=True):
+             overwrite=False, dl_start=True, check=True, fill_as="release"):
     from ._checks import check_pattern
     from .data.io import check_output_path, load_mask, load_pattern, save_arrays
     from .evaluate.figures import slices_figure
@@ -56,6 +63,8 @@ def run_demo(out="out/demo", data=None, mask=None, seed=7, size=64, gap=6, metho
     from .inpaint.baselines import get_baseline
     from .simulate import gaps as G
 
+    if fill_as not in ("release", "observed"):
+        raise ValueError(f"fill_as must be 'release' or 'observed', got {fill_as!r}")
     out = Path(out)
     files = {k: out / f for k, f in dict(pattern="pattern.npz", cxi="result.cxi", cxi_masked="result_masked.cxi",
                                          png="report.png", json="summary.json").items()}
@@ -97,7 +106,7 @@ def run_demo(out="out/demo", data=None, mask=None, seed=7, size=64, gap=6, metho
     t0 = time.perf_counter()
     filled = fill(I, m)
     t_fill = time.perf_counter() - t0
-    summary = dict(method=method, gap_voxels=int(m.sum()), fill_seconds=t_fill)
+    summary = dict(method=method, gap_voxels=int(m.sum()), fill_seconds=t_fill, fill_as=fill_as)
     if fill_info:
         summary.update(fill_used=fill_info["method"], self_check=fill_info.get("check"))
         if fill_info["method"] != method:  # the self-check chose the classical fill
@@ -107,13 +116,15 @@ def run_demo(out="out/demo", data=None, mask=None, seed=7, size=64, gap=6, metho
         print(f"{method} fill of {int(m.sum())} gap voxels in {t_fill:.2f} s: " +
               ", ".join(f"{k}={v:.4f}" for k, v in summary["gap_metrics"].items()))
     runs = {}
-    for name, (d, mm) in {"masked": (I, m), method: (filled, None)}.items():
-        r = phase_pattern(d, mm, seed=seed, keep_cdi=True)
+    rel = m if fill_as == "release" else None  # the filled voxels: data, then free after the zero-mask phase
+    for name, (d, mm, rr) in {"masked": (I, m, None), method: (filled, None, rel)}.items():
+        r = phase_pattern(d, mm, seed=seed, keep_cdi=True, release=rr)
         runs[name] = r
         print(f"PyNX phasing of the {name} pattern: LLK {r.llk:.3f} in {r.seconds:.1f} s")
     params = dict(program="pynx-dlgap demo", fill_method=method, fill_used=summary.get("fill_used", method),
                   gap_voxels=int(m.sum()),
-                  fill_seconds=t_fill, phasing_chain="pynx_dlgap.evaluate.phasing.CHAIN_DEFAULT", seed=seed)
+                  fill_seconds=t_fill, fill_as=fill_as, phasing_chain="pynx_dlgap.evaluate.phasing.CHAIN_DEFAULT",
+                  seed=seed)
     main = method
     if dl_start:
         from .phase.predict import predict_phase, start_object, support_from_object
@@ -122,7 +133,7 @@ def run_demo(out="out/demo", data=None, mask=None, seed=7, size=64, gap=6, metho
         t_start = time.perf_counter() - t0
         # no detwinning after a DL start (it carries no twin mixture; see benchmarks/phase_basin.py)
         r = phase_pattern(filled, None, obj0=o0, support0=support_from_object(o0), keep_cdi=True,
-                          chain=dict(detwin=False))
+                          chain=dict(detwin=False), release=rel)
         runs[f"{method}+dl-start"] = r
         if r.failed is None and (runs[method].failed is not None or r.llk < runs[method].llk):
             main = f"{method}+dl-start"

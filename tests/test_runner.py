@@ -114,7 +114,8 @@ def test_dl_steps_in_algorithm_string(tmp_path):
 
 
 def test_pynx_dlgap_phase_cli_end_to_end(tmp_path):
-    """`pynx-dlgap phase --inpaint`: DL fill (as estimated values), DL start, PyNX chain; CXI + PNG."""
+    """`pynx-dlgap phase --inpaint`: DL fill (released after the zero-mask phase, the default), DL start,
+    PyNX chain; CXI + PNG."""
     from pynx_dlgap.simulate import simulate_3d
     from pynx_dlgap.simulate.gaps import cross
     seed = int(np.random.default_rng().integers(1_000_000))
@@ -135,7 +136,7 @@ def test_pynx_dlgap_phase_cli_end_to_end(tmp_path):
                                           "dl_inpaint_trust", "dl_inpaint_tta_bright",
                                           "dl_inpaint_bright_patches", "dl_inpaint_fill")}
         obj = f["entry_1/data_1/data"][()]
-    assert found["dl_inpaint_fill_as"].decode() == "estimate" and found["dl_inpaint_voxels"] == int(m.sum())
+    assert found["dl_inpaint_fill_as"].decode() == "release" and found["dl_inpaint_voxels"] == int(m.sum())
     # --bf16 ran where native (a GPU for the fill, a bf16 CPU for the phase); elsewhere float32, recorded as such
     assert bool(found["bf16_requested"]) and bool(found["bf16"]) == (bf16_native("cpu") or bf16_native("cuda"))
     assert found["dl_inpaint_tta"] == 2 and found["dl_inpaint_trust"] == 0.3
@@ -247,3 +248,37 @@ def test_releasefill_step_in_algorithm_string(tmp_path):
         assert f["entry_1/image_1/process_1/configuration/dl_release_voxels"][()] == filled
     r = _run(["--data", "scan.npz", "--nb_run", "1", "--algorithm", "ER**10,releasefill,RAAR**20"], tmp_path)
     assert r.returncode != 0 and "no DLInpaint fill" in (r.stdout + r.stderr)
+
+
+def test_demo_main_job_end_to_end(tmp_path):
+    """`pynx-dlgap demo` (what `make demo` runs): simulated pattern, self-checked gap fill, PyNX phasing
+    of the masked and filled patterns (random and DL starts, the fill released after the zero-mask
+    phase); CXI files, PNG report and summary; an existing output is not overwritten."""
+    import hashlib
+    import json
+    seed = int(np.random.default_rng().integers(1_000))
+    cmd = [sys.executable, "-m", "pynx_dlgap.cli", "demo", "--out", "out", "--seed", str(seed)]
+    r = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["fill_as"] == "release" and summary["fill_used"] in ("dl", "loglinear")
+    runs = summary["realspace"]
+    assert set(runs) == {"masked", summary["result_run"].replace("+dl-start", ""),
+                         summary["result_run"].replace("+dl-start", "") + "+dl-start"}
+    for e in runs.values():  # errors against the simulated object, finite and bounded
+        assert np.isfinite(e["phase_rms"]) and 0 <= e["modulus_error"] < 2
+    with np.load(out / "pattern.npz") as z:  # the pattern written is the one phased: gap at zero
+        assert np.all(z["data"][z["mask"].astype(bool)] == 0) and z["mask"].sum() == summary["gap_voxels"]
+    with h5py.File(out / "result.cxi", "r") as f:
+        cfg = f["entry_1/image_1/process_1/configuration"]
+        assert cfg["fill_as"][()].decode() == "release"
+        assert np.abs(f["entry_1/data_1/data"][()]).max() > 0
+    assert (out / "report.png").stat().st_size > 10_000 and (out / "result_masked.cxi").exists()
+    md5 = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in out.iterdir()}
+    again = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "overwrite" in (again.stdout + again.stderr)
+    assert md5 == {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in out.iterdir()}
+    bad = subprocess.run(cmd[:-4] + ["--out", "o2", "--fill-as", "bogus"], cwd=tmp_path, env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "invalid choice" in bad.stderr and not (tmp_path / "o2").exists()

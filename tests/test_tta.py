@@ -77,7 +77,17 @@ def test_ensemble_is_the_numpy_mean_of_the_views(k):
             ref += _np_invert(y, flips, t)
     ref /= k
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
-    assert np.abs(got - m(torch.from_numpy(x)).detach().numpy()).max() > 1e-3  # the views differ  # the views differ
+    assert np.abs(got - m(torch.from_numpy(x)).detach().numpy()).max() > 1e-3  # the views differ
+    # the first views handed in (as the bright patches do)
+    xt = torch.from_numpy(x)
+    with torch.no_grad():
+        for n in range(1, k):
+            first = m(xt) if n == 1 else SymmetricEnsemble(m, n)(xt)
+            np.testing.assert_allclose(ens(xt, first=first, n_first=n).numpy(), ref, rtol=1e-5, atol=1e-6)
+        with pytest.raises(ValueError, match="n_first"):
+            ens(xt, first=first, n_first=k + 1)
+        with pytest.raises(ValueError, match="not an output"):
+            ens(xt, first=first[:1])
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -201,6 +211,10 @@ def test_tta_bright_uses_the_ensemble_on_the_bright_patches_only():
     np.testing.assert_allclose(got[only_hot], four[only_hot], rtol=1e-5)
     assert not np.allclose(got[only_hot], one[only_hot], rtol=1e-3)
     assert np.array_equal(got[~m], I[~m])
+    # an ensemble everywhere and a bigger one on the bright patches (which reuses the first views)
+    got2 = inpaint(I, m, model, progress=False, tta=2, tta_bright=4, bright=frac)
+    np.testing.assert_allclose(got2[only_cold], inpaint(I, m, model, progress=False, tta=2)[only_cold], rtol=1e-5)
+    np.testing.assert_allclose(got2[only_hot], four[only_hot], rtol=1e-5)
     for kw, msg in ((dict(tta_bright=0), "tta_bright"), (dict(tta_bright=17), "tta_bright"),
                     (dict(tta_bright=4, bright=0.0), "bright"), (dict(tta_bright=4, bright=1.5), "bright")):
         with pytest.raises(ValueError, match=msg):

@@ -110,6 +110,18 @@ def prepare_batch_torch(I: torch.Tensor, mask: torch.Tensor, channels=INPAINT_CH
     return build_input(xn, m, stats, channels=channels).float(), stats
 
 
+def _bright_output(ens, model, x, y):
+    """``ens(x)`` for the bright patches, reusing ``y = model(x)`` as the ensemble's first
+    views when ``ens`` is a :class:`~pynx_dlgap.inpaint.tta.SymmetricEnsemble` of the same
+    model (or of more views of the same ensemble's model)."""
+    from .tta import SymmetricEnsemble
+    if isinstance(ens, SymmetricEnsemble):
+        base, n = (model.model, model.k) if isinstance(model, SymmetricEnsemble) else (model, 1)
+        if ens.model is base and n < ens.k:
+            return ens(x, first=y, n_first=n).float()
+    return ens(x).float()
+
+
 def blend_patches(I: torch.Tensor, mask: torch.Tensor, plan, model, *, batch_size: int = 32, bf16: bool = False,
                   window=None, bar=None, trust: float | None = None, bright: dict | None = None):
     """Run ``model`` on the patches of ``plan`` and blend the trusted predictions.
@@ -171,7 +183,7 @@ def blend_patches(I: torch.Tensor, mask: torch.Tensor, plan, model, *, batch_siz
                 hot = torch.where(Mb, pre, torch.zeros_like(pre)).flatten(1).amax(1) >= float(bright["level"])
                 if bool(hot.any()):
                     y = y.float().clone()
-                    y[hot] = bright["model"](xc[hot]).float()
+                    y[hot] = _bright_output(bright["model"], model, xc[hot], y[hot])
                     bright["n"] = bright.get("n", 0) + int(hot.sum())
         counts = to_counts(y.float().contiguous(), stats, prefill=x[:, :1], trust=trust)
         t_model += time.perf_counter() - t1

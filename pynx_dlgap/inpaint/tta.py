@@ -12,7 +12,9 @@ the elements the ensemble is exactly equivariant under the group (tested).
 
 The views are taken in a fixed order (:func:`symmetry_views`) chosen so that the
 first ones differ the most: ``K = 2`` adds the view with every axis flipped and the
-detector axes swapped. ``K`` views cost ``K`` model calls per patch.
+detector axes swapped. ``K`` views cost ``K`` model calls per patch; the bright patches
+of ``inpaint(tta_bright=K)`` cost ``K - 1`` more than the others, whose pass is reused as
+their first views (:meth:`SymmetricEnsemble.forward`'s ``first``).
 ``benchmarks/inpaint_speed.py --tta`` and ``benchmarks/gap_fill.py --tta`` measure
 what they buy.
 """
@@ -77,13 +79,25 @@ class SymmetricEnsemble(torch.nn.Module):
     def k(self) -> int:
         return len(self.views)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, first: torch.Tensor | None = None, n_first: int = 1) -> torch.Tensor:
+        """The ensemble's output for ``x``.
+
+        ``first``: the mean output of the first ``n_first`` views on ``x``, when the caller has it
+        already (the wrapped model's own output for ``n_first=1``: the first view is the identity;
+        a :class:`SymmetricEnsemble` of ``n_first`` views of the same model otherwise, since every
+        ensemble takes the views in the same order): those views cost no model call.
+        """
         if x.ndim != self.dims + 2:
             raise ValueError(f"expected a (B, C) + {self.dims}-D input, got shape {tuple(x.shape)}")
         if x.shape[-1] != x.shape[-2]:
             raise ValueError(f"the detector axes must be equal to transpose them, got {tuple(x.shape[-2:])}")
-        out = None
-        for flips, t in self.views:
+        n_first = 0 if first is None else int(n_first)
+        if first is not None and (first.shape[0] != x.shape[0] or first.shape[2:] != x.shape[2:]):
+            raise ValueError(f"first {tuple(first.shape)} is not an output for the input {tuple(x.shape)}")
+        if first is not None and not 1 <= n_first <= self.k:
+            raise ValueError(f"n_first must be between 1 and the {self.k} views, got {n_first}")
+        out = None if first is None else first.float() * n_first
+        for flips, t in self.views[n_first:]:
             d = [2 + a for a in flips]
             xi = x.flip(d) if d else x
             if t:

@@ -5,7 +5,8 @@
 Steps: load and check the pattern (centred, Bragg peak near the middle; see
 :mod:`pynx_dlgap.phase.predict` for patterns larger than the model), fill the
 masked voxels with the DL inpainting model (``--inpaint``; otherwise they stay
-free in PyNX), predict the reciprocal-space phase, start PyNX from
+free in PyNX; the fill counts as data until the end of PyNX's zero-mask phase and
+is free after, ``--fill-as``), predict the reciprocal-space phase, start PyNX from
 ``IFT(sqrt(I) exp(i phi))`` and the support of its modulus, refine with the
 harness chain (``--raar`` RAAR + ``--er`` ER, support updates; PyNX CPU
 operators; no detwinning after a DL start, which carries no twin mixture and which
@@ -45,12 +46,13 @@ def add_cli(sub):
     p.add_argument("--check", action=__import__("argparse").BooleanOptionalAction, default=True,
                    help="with --inpaint: self-check (default on) DL vs log-linear on shifted copies of the gap, "
                         "keep the better fill")
-    p.add_argument("--fill-as", choices=["estimate", "observed", "release"], default="estimate",
-                   help="with --inpaint: the chain treats the filled voxels as PyNX estimated values (default: "
-                        "loose constraint on CUDA/OpenCL, free on the CPU operators; the DL start uses the fill "
-                        "either way), as observed intensities (hard constraint; worse in benchmarks/runner_dl.py), "
-                        "or as observed intensities until the zero-mask phase ends (60 %% of the RAAR cycles) and "
-                        "masked after (release; PyNX would hold them at zero in that phase)")
+    p.add_argument("--fill-as", choices=["estimate", "observed", "release"], default="release",
+                   help="with --inpaint: the chain treats the filled voxels as observed intensities until the "
+                        "zero-mask phase ends (60 %% of the RAAR cycles; PyNX would hold them at zero then) and "
+                        "masks them after (release, the default since 0.7.4: the most successful DL starts in "
+                        "benchmarks/gap_start.py), as PyNX estimated values (loose constraint on CUDA/OpenCL, "
+                        "free on the CPU operators; the default before 0.7.4), or as observed intensities for "
+                        "the whole chain (observed). The DL start uses the fill in every case")
     p.add_argument("--pynx", choices=["cpu", "opencl", "cuda"], default="cpu",
                    help="PyNX operator family of the refinement (default cpu; cuda on a GPU with pycuda)")
     p.add_argument("--weights", default=None, help="phase weights (default: shipped, for the pattern's dims)")
