@@ -67,20 +67,24 @@ def one_case(args):
     none = np.zeros_like(g)
     rows = []
 
-    def run(mode, pattern, mask, **kw):
-        ph = predict_phase(pattern, mask, model=_MODELS["phase"])
-        o = start_object(pattern, ph, mask)
-        r = phase_pattern(pattern, mask, obj0=o, support0=support_from_object(o), chain=dict(chain, detwin=False),
-                          **kw)
+    def dl_start(pattern, mask):
+        o = start_object(pattern, predict_phase(pattern, mask, model=_MODELS["phase"]), mask)
+        return o, support_from_object(o)
+
+    start_filled = dl_start(filled, none)  # one DL start for the three modes of the filled pattern
+
+    def run(mode, pattern, mask, start=None, **kw):
+        o, sup = dl_start(pattern, mask) if start is None else start
+        r = phase_pattern(pattern, mask, obj0=o, support0=sup, chain=dict(chain, detwin=False), **kw)
         e = object_errors(r.obj, s["object"], s["support"])
         ok = r.failed is None and e["phase_rms"] < 0.3 and e["modulus_error"] < mod_bound
         rows.append(dict(level=lname, seed=seed, mode=mode, success=float(ok), phase_rms=e["phase_rms"],
                          modulus_error=e["modulus_error"], fill=info["method"]))
 
     run("masked", seen, g)
-    run("fill:estimate", filled, none, estimate=g)
-    run("fill:observed", filled, none)
-    run("fill:release", filled, none, release=g)
+    run("fill:estimate", filled, none, start_filled, estimate=g)
+    run("fill:observed", filled, none, start_filled)
+    run("fill:release", filled, none, start_filled, release=g)
     run("gap-free", I, none)
     return rows
 
