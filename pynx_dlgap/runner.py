@@ -7,13 +7,17 @@ PyNX's own. New flags (group "pynx-dlgap deep-learning steps" in ``--help``):
 ``--dl-inpaint [WEIGHTS]``
     fill the masked voxels (detector gaps) with the DL inpainting model once the
     CDI is built (after PyNX's own mask handling); default weights: the shipped ones.
-``--dl-inpaint-mode estimate|observed``
+``--dl-inpaint-mode estimate|observed|release``
     write the fill as PyNX *estimated* values (default: a loose 0.5x-1.2x amplitude
-    constraint on PyNX's OpenCL/CUDA operators; on its CPU operators the gap stays
-    free; the DL start uses the fill either way) or as observed intensities (a hard
-    constraint). Measured with ``benchmarks/runner_dl.py``: on PyNX's CUDA backend,
-    estimate beat observed at both strain levels, and ``--dl-inpaint --dl-phase-init``
-    (estimate) beat the command without DL flags.
+    constraint on PyNX's OpenCL/CUDA operators; its CPU operators treat them as masked
+    pixels; the DL start uses the fill either way), as observed intensities (a hard
+    constraint), or ``release``: as observed intensities while PyNX's ``zero_mask='auto'``
+    phase would hold the gap at zero, masked again (free) from then on. Without
+    ``--algorithm``, ``release`` runs PyNX's own parameter-built chain written as an
+    algorithm string (:func:`default_chain_algorithm`, the same operators in the same
+    order) with a ``releasefill`` step at the zero-mask switch; with ``--algorithm``, the
+    string must contain ``releasefill``. Every further run of ``--nb_run`` gets the fill
+    back before its start. Measured with ``benchmarks/runner_dl.py`` (README).
 ``--dl-bf16 on|off``
     bfloat16 for the inpainting model (autocast) and the phase model (a bfloat16
     copy); default off; several times faster on GPUs and on CPUs with bf16 instructions
@@ -62,9 +66,9 @@ The operators can also be steps of ``--algorithm`` (PyNX's syntax, right to left
 ``--algorithm "ER**50,RAAR**400,dlphaseinit,dlinpaint"``; they then use the weights
 (and inpainting mode) of the flags above, or the shipped weights. ``releasefill`` masks
 again the voxels a ``dlinpaint`` step filled (:func:`pynx_dlgap.operators.ReleaseFill`):
-``--dl-inpaint-mode observed --algorithm "ER**200,RAAR**240,releasefill,RAAR**360,dlinpaint"``
-uses the fill as data for the first 360 cycles only (measured with the harness's chain,
-``benchmarks/gap_fill.py ... dl:release``; not yet measured in PyNX's runner).
+``--dl-inpaint-mode release --algorithm "ER**200,RAAR**240,releasefill,RAAR**360,dlinpaint"``
+uses the fill as data for the first 360 cycles only (``--dl-inpaint-mode release`` alone
+does this within PyNX's default chain).
 
 On a GPU machine where PyNX chose its CUDA family (pycuda, ``PYNX_PU=cuda``), the
 runner first makes PyNX use the GPU's primary CUDA context
@@ -111,6 +115,85 @@ def _trust(value):
     return trust_arg(value)
 
 
+def _zero_mask(value):
+    """PyNX's ``zero_mask`` parameter -> ``(value at the start (0/1), switches off after a number of cycles)``."""
+    if isinstance(value, str):
+        v = value.lower()
+        if v == "auto":
+            return 1, True
+        return int(v in ("true", "1")), False
+    return int(bool(value)), False
+
+
+def default_chain_algorithm(params, release=False):
+    """PyNX's parameter-built chain as an ``--algorithm`` string (right to left, as PyNX runs it).
+
+    Without ``--algorithm``, PyNX's runner (``CDIRunnerScan.run``) builds its chain from
+    ``nb_hio``, ``nb_raar``, ``nb_er``, ``support_update_period``, ``detwin`` and
+    ``zero_mask``: a support update at every multiple of the period but the last, a
+    ``DetwinHIO``/``DetwinRAAR`` of 10 cycles after a quarter of the HIO+RAAR cycles and,
+    with ``zero_mask='auto'``, masked pixels held at zero until 60 % of them (the segment
+    ending there already runs with the mask free). This writes the same schedule in
+    PyNX's algorithm syntax, so that ``release=True`` can put a ``releasefill`` step at
+    the zero-mask switch. Run with ``support_smooth_width_relax_n`` = ``nb_hio + nb_raar``
+    (what the parameter-built chain uses) it gives the same operators in the same order
+    (``tests/test_runner.py`` compares the two on PyNX's CPU operators). The PSF and ML
+    options are not covered: a clear error says so.
+    """
+    nb_hio, nb_raar, nb_er = (int(params.get(k) or 0) for k in ("nb_hio", "nb_raar", "nb_er"))
+    if int(params.get("nb_ml") or 0) > 0 or params.get("psf") not in (None, False, "false", "False", 0):
+        raise ValueError("the release schedule is built for PyNX's HIO/RAAR/ER chain; with nb_ml or psf, pass "
+                         "--algorithm with a releasefill step instead")
+    period = int(params.get("support_update_period") or 0)
+    total = nb_hio + nb_raar + nb_er
+    if total <= 0:
+        raise ValueError("the chain has no cycles (nb_hio + nb_raar + nb_er = 0)")
+    cycles = [total] + [c for c, on in ((nb_hio, nb_hio), (nb_hio + nb_raar, nb_raar),
+                                        (total, nb_er)) if on > 0]
+    if period > 0:
+        cycles += list(range(0, total, period))
+    detwin = bool(params.get("detwin"))
+    detwin_at = (nb_hio + nb_raar) // 4
+    if detwin:
+        cycles.append(detwin_at)
+    zm, auto = _zero_mask(params.get("zero_mask"))
+    zm_at = int((nb_hio + nb_raar) * 0.6) if auto else None
+    if zm_at is not None:
+        cycles.append(zm_at)
+    if release and zm_at is None:
+        raise ValueError("the release schedule frees the fill where PyNX's zero-mask phase ends: it needs "
+                         "zero_mask=auto (the pynx-cdi-id01 default)")
+    cycles.sort()
+    steps = [f"zero_mask={zm}"]
+    for k in range(len(cycles) - 1):
+        i0, i1 = cycles[k], cycles[k + 1]
+        if i0 == i1:
+            continue
+        if i1 == zm_at and zm:
+            zm = 0
+            steps += (["releasefill"] if release else []) + ["zero_mask=0"]
+        op = "hio" if i1 <= nb_hio else "raar" if nb_raar > 0 and i1 <= nb_hio + nb_raar else "er"
+        op = f"{op}**{i1 - i0}"
+        if period > 0 and i1 % period == 0 and k + 2 < len(cycles):
+            op = "sup*" + op
+        if detwin and i1 == detwin_at:
+            op = ("detwinhio" if i1 <= nb_hio else "detwinraar") + "*" + op
+        steps.append(op)
+    merged = []  # runs of one step -> (step)**n
+    for s in steps:
+        if merged and merged[-1][0] == s and "=" not in s and s != "releasefill":
+            merged[-1][1] += 1
+        else:
+            merged.append([s, 1])
+    out = [s if n == 1 else f"({s})**{n}" for s, n in merged]
+    return ",".join(reversed(out))
+
+
+def _write_mode(mode):
+    """``--dl-inpaint-mode`` -> ``DLInpaint(mode=)``: ``release`` writes the fill as observed data (freed later)."""
+    return "observed" if mode == "release" else (mode or "estimate")
+
+
 def runner_classes():
     """``(CDIRunnerID01DL, CDIRunnerScanID01DL)``, built on PyNX's classes (PyNX imported here)."""
     if _CACHE:
@@ -126,6 +209,8 @@ def runner_classes():
             p = self.params
             if first and p.get("dl_inpaint") is not None:
                 self._apply_dl("dlinpaint")
+            elif p.get("dl_inpaint") is not None and getattr(self.cdi, "dl_release_saved", None) is not None:
+                self._apply_dl("restorefill")  # a previous run (--nb_run) released the fill: data again
             if p.get("dl_phase_init") is not None:
                 self._dl_run = getattr(self, "_dl_run", 0) + 1
                 self._apply_dl("dlphaseinit")
@@ -139,13 +224,17 @@ def runner_classes():
                 self.cdi = ReleaseFill() * self.cdi
                 p["dl_release_voxels"] = int(self.cdi.release_fill_info["voxels_released"])
                 print(f"pynx-dlgap: ReleaseFill masked {p['dl_release_voxels']} filled voxels again")
+            elif token == "restorefill":
+                self.cdi = ReleaseFill(restore=True) * self.cdi
+                print(f"pynx-dlgap: the fill released by the previous run is data again "
+                      f"({self.cdi.release_fill_info['voxels_restored']} voxels)")
             elif token == "dlinpaint":
                 from .inpaint.infer import DEFAULT_WEIGHTS, load_inpaint_model
                 model, _ = load_inpaint_model(_weights(p.get("dl_inpaint"), DEFAULT_WEIGHTS))
                 if int(p.get("dl_finetune") or 0) > 0:
                     self._finetune(model, int(p["dl_finetune"]))
                 self.cdi = DLInpaint(model=model,
-                                     mode=p.get("dl_inpaint_mode") or "estimate",
+                                     mode=_write_mode(p.get("dl_inpaint_mode")),
                                      bf16=p.get("dl_bf16", "off") == "on",
                                      tta=_int(p.get("dl_inpaint_tta"), 1),
                                      trust=_trust(p.get("dl_inpaint_trust")),
@@ -183,6 +272,26 @@ def runner_classes():
                 p["dl_phase_init_tta"] = int(inf.get("tta", 1))
                 print(f"pynx-dlgap: DLPhaseInit start in {p['dl_phase_init_seconds']:.1f} s, support "
                       f"{inf.get('support_points')} voxels" + (f", phase noise {noise:g} rad" if noise else ""))
+
+        def run(self, file_name=None, run_n=1):
+            """PyNX's ``run``; with ``--dl-inpaint-mode release`` and no ``--algorithm``, PyNX's own
+            parameter-built chain written as an algorithm string with ``releasefill`` at the
+            zero-mask switch (:func:`default_chain_algorithm`). (A fill released by a previous run
+            of ``--nb_run`` is written back in ``prepare_cdi``, before the DL start.)"""
+            p = self.params
+            if p.get("dl_inpaint_mode") != "release" or p.get("algorithm") is not None:
+                return super().run(file_name=file_name, run_n=run_n)
+            algo = default_chain_algorithm(p, release=True)
+            relax, zm = p.get("support_smooth_width_relax_n"), p.get("zero_mask")  # the string's keywords set zero_mask
+            p["dl_release_algorithm"] = algo
+            p["algorithm"] = algo  # what PyNX saves in the .cxi: the chain that ran
+            p["support_smooth_width_relax_n"] = int(p.get("nb_hio") or 0) + int(p.get("nb_raar") or 0)
+            print(f"pynx-dlgap: --dl-inpaint-mode release: PyNX's chain with the fill released at the end of its "
+                  f"zero-mask phase: {algo}")
+            try:
+                return super().run(file_name=file_name, run_n=run_n)
+            finally:
+                p["algorithm"], p["support_smooth_width_relax_n"], p["zero_mask"] = None, relax, zm
 
         def _finetune(self, model, epochs):
             """Fine-tune the inpainting model on this scan's measured data (``--dl-finetune``)."""
@@ -223,8 +332,17 @@ def runner_classes():
             for i, (kind, v) in enumerate(groups):
                 if kind == "dl":
                     self._apply_dl(v)
+                elif i == len(groups) - 1:
+                    super().run_algorithm(v, file_name=file_name, run_n=run_n)
                 else:
-                    super().run_algorithm(v, file_name=file_name if i == len(groups) - 1 else None, run_n=run_n)
+                    try:
+                        super().run_algorithm(v, file_name=None, run_n=run_n)
+                    except ValueError as e:
+                        # PyNX 2025.1: its CPU RAAR records no 'algorithm' in the history, and the
+                        # throughput report that ends run_algorithm (after all its operators ran)
+                        # fails on a group without ER/HIO and without the final save
+                        if "no field of name algorithm" not in str(e):
+                            raise
 
     class CDIRunnerID01DL(CDIRunnerID01):
         """``pynx-cdi-id01`` plus the pynx-dlgap flags."""
@@ -242,11 +360,13 @@ def runner_classes():
                              help="fill the masked voxels (detector gaps) with the DL model before phasing; "
                                   "WEIGHTS: a .safetensors file with its card (default: the shipped weights)")
             grp.add_argument("--dl-inpaint-mode", "--dl_inpaint_mode", dest="dl_inpaint_mode",
-                             choices=["observed", "estimate"], default="estimate",
+                             choices=["observed", "estimate", "release"], default="estimate",
                              help="write the fill as PyNX estimated values (default: a loose 0.5x-1.2x amplitude "
-                                  "constraint on PyNX's CUDA/OpenCL operators, the gap stays free on its CPU "
-                                  "operators; the DL start uses the fill either way) or as observed intensities "
-                                  "(a hard constraint; worse in benchmarks/runner_dl.py)")
+                                  "constraint on PyNX's CUDA/OpenCL operators; its CPU operators treat them as "
+                                  "masked; the DL start uses the fill either way), as observed intensities (a hard "
+                                  "constraint), or as observed intensities released (masked again) where PyNX's "
+                                  "zero-mask phase ends (release: PyNX's chain from nb_raar/nb_er/... with a "
+                                  "releasefill step; with --algorithm, put releasefill in it)")
             grp.add_argument("--dl-bf16", "--dl_bf16", dest="dl_bf16", choices=["on", "off"], default="off",
                              help="bfloat16 for the inpainting (autocast) and phase (bf16 copy) models (faster on GPUs "
                                   "and bf16 CPUs; elsewhere float32 with a warning)")
@@ -310,6 +430,21 @@ def runner_classes():
                     phase_views(3, 1 if tta is None else int(tta))  # 2-D data: <= 8, checked by DLPhaseInit
                 except ValueError as e:
                     raise ValueError(f"pynx-cdi-id01-dl: --dl-phase-tta: {e}") from None
+            if self.params.get("dl_inpaint_mode") == "release":
+                algo = self.params.get("algorithm")
+                steps = [] if algo is None else [a.strip().lower() for a in str(algo).split(",")]
+                if self.params.get("dl_inpaint") is None and "dlinpaint" not in steps:
+                    raise ValueError("pynx-cdi-id01-dl: --dl-inpaint-mode release needs --dl-inpaint (or a dlinpaint "
+                                     "step in --algorithm)")
+                if algo is not None and "releasefill" not in steps:
+                    raise ValueError("pynx-cdi-id01-dl: --dl-inpaint-mode release with --algorithm: put a releasefill "
+                                     "step where the fill should be masked again, e.g. "
+                                     "\"ER**200,RAAR**240,releasefill,RAAR**360\"")
+                if algo is None:
+                    try:
+                        default_chain_algorithm(self.params, release=True)
+                    except ValueError as e:
+                        raise ValueError(f"pynx-cdi-id01-dl: --dl-inpaint-mode release: {e}") from None
             ft = self.params.get("dl_finetune") or 0
             if int(ft) < 0:
                 raise ValueError(f"pynx-cdi-id01-dl: --dl-finetune must be >= 0 epochs, got {ft}")

@@ -103,6 +103,9 @@ def test_cuda_dlinpaint_on_device_matches_loglinear_and_cpu(shared):
     for arr in (cdi._cu_iobs.get(), cdi.iobs):
         a = np.fft.fftshift(arr)
         assert np.all(a[m] <= -1e38) and np.array_equal(a[~m], I[~m])
+    cdi = ReleaseFill(restore=True, family="cuda") * cdi  # the fill written back, device and host
+    for arr in (cdi._cu_iobs.get(), cdi.iobs):
+        np.testing.assert_array_equal(arr, dev_iobs)
 
 
 def test_cuda_dlinpaint_tta_matches_cpu(shared):

@@ -117,6 +117,31 @@ def test_cpu_release_fill_masks_the_filled_voxels(tiny, data):
     assert np.all(got[extra] <= -1e38) and np.array_equal(got[~extra], I[~extra])
 
 
+def test_cpu_release_fill_restore_writes_the_fill_back(tiny, data):
+    """ReleaseFill(restore=True) undoes the last release exactly (a further --nb_run run of the
+    chain starts from the same data), and PyNX's counts follow."""
+    I, m, ref = data
+    pc = import_pynx_cdi("cpu")
+    cdi = DLInpaint(model=tiny, family="cpu") * _cdi(pc, I, m)
+    filled = cdi.iobs.copy()
+    counts = (cdi.nb_observed_points, float(cdi.iobs_sum))
+    cdi = ReleaseFill(family="cpu") * cdi
+    assert cdi.nb_observed_points == m.size - int(m.sum())
+    cdi = pc.ER() ** 3 * ReleaseFill(restore=True, family="cpu") * cdi
+    np.testing.assert_array_equal(cdi.iobs, filled)
+    assert cdi.release_fill_info == {"voxels_restored": int(m.sum())}
+    assert (cdi.nb_observed_points, float(cdi.iobs_sum)) == pytest.approx(counts, rel=1e-6)
+    assert np.all(np.isfinite(cdi.get_obj()))
+    before = cdi.iobs.copy()
+    with pytest.raises(ValueError, match="nothing was released"):  # restored already
+        ReleaseFill(restore=True, family="cpu") * cdi
+    with pytest.raises(ValueError, match="takes no mask"):
+        ReleaseFill(mask=m, restore=True, family="cpu")
+    np.testing.assert_array_equal(cdi.iobs, before)
+    cdi = ReleaseFill(family="cpu") * cdi  # the recorded fill can be released again
+    assert cdi.release_fill_info["voxels_released"] == int(m.sum())
+
+
 def test_release_fill_refuses_before_any_change(data):
     I, m, ref = data
     pc = import_pynx_cdi("cpu")
@@ -181,6 +206,11 @@ def test_opencl_chain_matches_cpu(tiny, data, pynx_opencl):
     twin = _cdi(pc, I, m)
     np.testing.assert_array_equal(cdi.iobs, twin.iobs)
     np.testing.assert_array_equal(cdi._cl_iobs.get(), twin.iobs)
+    with warnings.catch_warnings():  # ReleaseFill(restore=True): the fill back, host and device
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cdi = pcl.ER() ** 2 * ReleaseFill(restore=True, family="opencl") * cdi
+    np.testing.assert_array_equal(cdi.iobs, cpu.iobs)
+    np.testing.assert_array_equal(cdi._cl_iobs.get(), cpu.iobs)
 
 
 def test_default_family_is_pynx_choice(tiny):

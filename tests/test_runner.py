@@ -250,6 +250,99 @@ def test_releasefill_step_in_algorithm_string(tmp_path):
     assert r.returncode != 0 and "no DLInpaint fill" in (r.stdout + r.stderr)
 
 
+_SAME_CHAIN = """
+import json, sys
+import h5py, numpy as np
+from pynx.cdi.runner.id01 import default_params
+from pynx_dlgap import runner
+flags = sys.argv[1:]
+p = dict(default_params)
+for k, v in zip(flags[::2], flags[1::2]):
+    p[k.lstrip("-")] = int(v)
+algo = runner.default_chain_algorithm(p)
+out = []
+for extra in ([], ["--algorithm", algo, "--support_smooth_width_relax_n", str(p["nb_hio"] + p["nb_raar"])]):
+    np.random.seed(11)  # PyNX's random start
+    assert runner.main(["--data", "scan.npz", "--mask", "mask.npz", "--nb_run", "1"] + flags + extra) == 0
+    with h5py.File("latest.cxi", "r") as f:
+        out.append(f["entry_1/data_1/data"][()])
+same = out[0].shape == out[1].shape and bool(np.array_equal(out[0], out[1]))
+print("RESULT", json.dumps({"algo": algo, "same": same, "peak": float(np.abs(out[0]).max())}))
+"""
+
+
+@pytest.mark.parametrize("flags", [["--nb_raar", "60", "--nb_er", "20", "--support_update_period", "10"],
+                                   ["--nb_hio", "24", "--nb_raar", "16", "--nb_er", "10",
+                                    "--support_update_period", "8"]])
+def test_default_chain_algorithm_is_pynx_default_chain(tmp_path, flags):
+    """The algorithm string of PyNX's parameter-built chain (which --dl-inpaint-mode release
+    extends) runs the same operators in the same order: bit-identical objects from the same
+    random start, with support updates, detwinning (RAAR, HIO) and the zero-mask switch."""
+    from pynx_dlgap.simulate import simulate_3d
+    from pynx_dlgap.simulate.gaps import cross
+    seed = int(np.random.default_rng().integers(1_000_000))
+    s = simulate_3d(seed, (64, 64, 64), "measured", floor=0.0, diffuse=0.0, gaps="none", crop_shift=[0, 0, 0],
+                    phase_range=3.0)
+    m = cross(4, 28, 36).mask((64, 64, 64))
+    np.savez(tmp_path / "scan.npz", data=np.where(m, 0, s["intensity"]).astype(np.float32))
+    np.savez(tmp_path / "mask.npz", mask=m.astype(np.int8))
+    r = subprocess.run([sys.executable, "-c", _SAME_CHAIN] + flags, cwd=tmp_path, env=ENV, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import json
+    res = json.loads(r.stdout.split("RESULT ", 1)[1])
+    assert res["same"] and res["peak"] > 0, (seed, res)
+    algo = res["algo"].split(",")
+    assert algo[-1] == "zero_mask=1" and "zero_mask=0" in algo  # PyNX's zero_mask='auto'
+    assert any(a.startswith("detwin" + ("hio" if "--nb_hio" in flags else "raar")) for a in algo)
+
+
+def test_release_mode_in_pynx_default_chain(tmp_path):
+    """--dl-inpaint-mode release: the fill is data until PyNX's zero-mask phase ends, then
+    masked again; a second run (--nb_run 2) gets the fill back first, so that from the same
+    DL start it gives the same object as the first."""
+    from pynx_dlgap.simulate import simulate_3d
+    from pynx_dlgap.simulate.gaps import cross
+    seed = int(np.random.default_rng().integers(1_000_000))
+    s = simulate_3d(seed, (64, 64, 64), "measured", floor=0.0, diffuse=0.0, gaps="none", crop_shift=[0, 0, 0],
+                    phase_range=3.0)
+    m = cross(4, 28, 36).mask((64, 64, 64))
+    np.savez(tmp_path / "scan.npz", data=np.where(m, 0, s["intensity"]).astype(np.float32))
+    np.savez(tmp_path / "mask.npz", mask=m.astype(np.int8))
+    base = ["--data", "scan.npz", "--mask", "mask.npz", "--nb_raar", "40", "--nb_er", "20",
+            "--support_update_period", "10", "--dl-inpaint", "--dl-inpaint-check", "off", "--dl-inpaint-mode", "release"]
+    for bad, msg in ((["--algorithm", "ER**10,RAAR**20"], "put a releasefill step"),
+                     (["--zero_mask", "0"], "needs zero_mask=auto"),
+                     (["--nb_ml", "10"], "with nb_ml or psf")):
+        r = _run(base + bad, tmp_path)
+        assert r.returncode != 0 and msg in (r.stdout + r.stderr), (bad, r.stderr[-1500:])
+    r = _run(base[:-5] + ["--dl-inpaint-mode", "release"], tmp_path)
+    assert r.returncode != 0 and "needs --dl-inpaint" in (r.stdout + r.stderr)
+    assert not list(tmp_path.glob("*.cxi"))  # all refused before any work
+    r = _run(base + ["--dl-phase-init", "--nb_run", "2"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    filled = int(re.search(r"DLInpaint \(\w+\) filled (\d+) voxels", out).group(1))
+    assert 0 < filled <= int(m.sum())
+    assert out.count(f"ReleaseFill masked {filled} filled voxels") == 2
+    assert out.count(f"data again ({filled} voxels)") == 1
+    # PyNX's schedule for 40 RAAR + 20 ER, support update every 10 cycles, no detwin (DL start):
+    # masked pixels held at zero until 0.6 x 40 = 24, the segment ending there already free
+    steps = re.findall(r"Algorithm: (\S+)|(ReleaseFill) masked", out[:out.index("data again")])
+    assert [x or y for x, y in steps] == ["zero_mask=1", "(sup*raar**10)**2", "ReleaseFill", "zero_mask=0",
+                                          "raar**4", "sup*raar**6", "sup*raar**10", "(sup*er**10)**2"]
+    objs = []
+    for k in (1, 2):
+        (f_run,) = sorted(tmp_path.glob(f"*Run000{k}*.cxi"))
+        with h5py.File(f_run, "r") as f:
+            cfg = f["entry_1/image_1/process_1/configuration"]
+            algo = cfg["algorithm"][()].decode()
+            assert cfg["dl_release_algorithm"][()].decode() == algo and "releasefill" in algo
+            assert cfg["dl_inpaint_mode"][()].decode() == "release" and cfg["dl_release_voxels"][()] == filled
+            objs.append(f["entry_1/data_1/data"][()])
+    assert objs[0].shape == objs[1].shape and np.array_equal(objs[0], objs[1])
+
+
 def test_demo_main_job_end_to_end(tmp_path):
     """`pynx-dlgap demo` (what `make demo` runs): simulated pattern, self-checked gap fill, PyNX phasing
     of the masked and filled patterns (random and DL starts, the fill released after the zero-mask

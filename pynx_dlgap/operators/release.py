@@ -30,12 +30,26 @@ _CLASSES: dict = {}
 
 
 class _ReleaseCore:
-    def _setup(self, mask):
+    def _setup(self, mask, restore=False):
+        self.restore = bool(restore)
+        if self.restore and mask is not None:
+            raise ValueError("ReleaseFill(restore=True) writes back what the last release masked; it takes no mask")
         self.mask = None if mask is None else np.asarray(mask, bool)
 
     def _released_iobs(self, cdi):
         """``(new stored iobs, stored release mask)``; raises before touching ``cdi``."""
         stored = np.asarray(cdi.iobs)
+        if self.restore:
+            saved = getattr(cdi, "dl_release_saved", None)
+            if saved is None:
+                raise ValueError("ReleaseFill(restore=True): nothing was released on this CDI")
+            rel, values = saved
+            if rel.shape != stored.shape:
+                raise ValueError(f"ReleaseFill(restore=True): the release record {rel.shape} does not match iobs "
+                                 f"{stored.shape}")
+            new = np.array(stored, dtype=np.float32, copy=True)
+            new[rel] = values
+            return new, rel
         if self.mask is not None:
             if self.mask.shape != stored.shape:
                 raise ValueError(f"ReleaseFill: mask shape {self.mask.shape} != iobs shape {stored.shape}")
@@ -48,12 +62,18 @@ class _ReleaseCore:
             if rel.shape != stored.shape:
                 raise ValueError(f"ReleaseFill: the recorded fill {rel.shape} does not match iobs {stored.shape}")
         new = np.array(stored, dtype=np.float32, copy=True)
+        self._saved = (rel, new[rel].copy())
         new[rel] = MASKED
         return new, rel
 
-    @staticmethod
-    def _done(cdi, rel):
-        cdi.release_fill_info = {"voxels_released": int(np.count_nonzero(rel))}
+    def _done(self, cdi, rel):
+        n = int(np.count_nonzero(rel))
+        if self.restore:
+            cdi.dl_release_saved = None
+            cdi.release_fill_info = {"voxels_restored": n}
+        else:
+            cdi.dl_release_saved = self._saved
+            cdi.release_fill_info = {"voxels_released": n}
 
 
 def _make_cpu_class():
@@ -64,9 +84,9 @@ def _make_cpu_class():
 
         family = "cpu"
 
-        def __init__(self, mask=None):
+        def __init__(self, mask=None, restore=False):
             CPUOperatorCDI.__init__(self)
-            self._setup(mask)
+            self._setup(mask, restore)
 
         def op(self, cdi):
             new, rel = self._released_iobs(cdi)
@@ -85,9 +105,9 @@ def _make_opencl_class():
 
         family = "opencl"
 
-        def __init__(self, mask=None, processing_unit=None):
+        def __init__(self, mask=None, restore=False, processing_unit=None):
             CLOperatorCDI.__init__(self, processing_unit=processing_unit)
-            self._setup(mask)
+            self._setup(mask, restore)
 
         def op(self, cdi):
             new, rel = self._released_iobs(cdi)
@@ -106,11 +126,11 @@ def _make_cuda_class():
 
         family = "cuda"
 
-        def __init__(self, mask=None, processing_unit=None):
+        def __init__(self, mask=None, restore=False, processing_unit=None):
             from ..pynx_backend import init_pynx_cuda
             init_pynx_cuda()
             CUOperatorCDI.__init__(self, processing_unit=processing_unit)
-            self._setup(mask)
+            self._setup(mask, restore)
 
         def op(self, cdi):
             self.processing_unit.cu_ctx.synchronize()  # PyNX's kernels are done with iobs
@@ -130,7 +150,7 @@ def releasefill_class(family: str | None = None):
     return operator_class("ReleaseFill", family, _CLASSES, _make_cpu_class, _make_opencl_class, _make_cuda_class)
 
 
-def ReleaseFill(mask=None, *, family: str | None = None):
+def ReleaseFill(mask=None, *, restore: bool = False, family: str | None = None):
     """A PyNX operator that masks (frees) the voxels of a gap fill: those the last
     ``DLInpaint`` filled on the CDI, or ``mask`` (centred bool array, True = release).
 
@@ -138,5 +158,9 @@ def ReleaseFill(mask=None, *, family: str | None = None):
     fill is data during the ``zero_mask`` phase and free afterwards (module docstring).
     Raises ``ValueError`` (before any change) when there is nothing recorded and no mask,
     or on a shape mismatch; ``cdi.release_fill_info`` gives the number of voxels released.
+
+    ``ReleaseFill(restore=True)`` writes back the values the last release on this CDI
+    masked (``cdi.dl_release_saved``), for a further run of the same chain on the same
+    CDI (``pynx-cdi-id01-dl --nb_run``); ``release_fill_info`` then gives ``voxels_restored``.
     """
-    return releasefill_class(family)(mask=mask)
+    return releasefill_class(family)(mask=mask, restore=restore)
