@@ -17,7 +17,10 @@ PyNX's own. New flags (group "pynx-dlgap deep-learning steps" in ``--help``):
     algorithm string (:func:`default_chain_algorithm`, the same operators in the same
     order) with a ``releasefill`` step at the zero-mask switch; with ``--algorithm``, the
     string must contain ``releasefill``. Every further run of ``--nb_run`` gets the fill
-    back before its start. Measured with ``benchmarks/runner_dl.py`` (README).
+    back before its start. Measured with ``benchmarks/runner_dl.py`` (README): on PyNX's
+    CPU backend its gain shows only without PyNX's free-LLK pixels (``--roi full
+    --free_pixel_mask`` with an all-False mask), because PyNX's CPU operators hold free
+    pixels at zero during the zero-mask phase too.
 ``--dl-bf16 on|off``
     bfloat16 for the inpainting model (autocast) and the phase model (a bfloat16
     copy); default off; several times faster on GPUs and on CPUs with bf16 instructions
