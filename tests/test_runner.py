@@ -250,6 +250,20 @@ def test_releasefill_step_in_algorithm_string(tmp_path):
     assert r.returncode != 0 and "no DLInpaint fill" in (r.stdout + r.stderr)
 
 
+def _gapped_scan(tmp_path):
+    """A freshly simulated 64^3 scan (3-rad phase range) with a 4-px cross masked, written as
+    scan.npz / mask.npz in tmp_path; returns (seed, mask)."""
+    from pynx_dlgap.simulate import simulate_3d
+    from pynx_dlgap.simulate.gaps import cross
+    seed = int(np.random.default_rng().integers(1_000_000))
+    s = simulate_3d(seed, (64, 64, 64), "measured", floor=0.0, diffuse=0.0, gaps="none", crop_shift=[0, 0, 0],
+                    phase_range=3.0)
+    m = cross(4, 28, 36).mask((64, 64, 64))
+    np.savez(tmp_path / "scan.npz", data=np.where(m, 0, s["intensity"]).astype(np.float32))
+    np.savez(tmp_path / "mask.npz", mask=m.astype(np.int8))
+    return seed, m
+
+
 _SAME_CHAIN = """
 import json, sys
 import h5py, numpy as np
@@ -278,14 +292,7 @@ def test_default_chain_algorithm_is_pynx_default_chain(tmp_path, flags):
     """The algorithm string of PyNX's parameter-built chain (which --dl-inpaint-mode release
     extends) runs the same operators in the same order: bit-identical objects from the same
     random start, with support updates, detwinning (RAAR, HIO) and the zero-mask switch."""
-    from pynx_dlgap.simulate import simulate_3d
-    from pynx_dlgap.simulate.gaps import cross
-    seed = int(np.random.default_rng().integers(1_000_000))
-    s = simulate_3d(seed, (64, 64, 64), "measured", floor=0.0, diffuse=0.0, gaps="none", crop_shift=[0, 0, 0],
-                    phase_range=3.0)
-    m = cross(4, 28, 36).mask((64, 64, 64))
-    np.savez(tmp_path / "scan.npz", data=np.where(m, 0, s["intensity"]).astype(np.float32))
-    np.savez(tmp_path / "mask.npz", mask=m.astype(np.int8))
+    seed, _ = _gapped_scan(tmp_path)
     r = subprocess.run([sys.executable, "-c", _SAME_CHAIN] + flags, cwd=tmp_path, env=ENV, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -301,14 +308,7 @@ def test_release_mode_in_pynx_default_chain(tmp_path):
     """--dl-inpaint-mode release: the fill is data until PyNX's zero-mask phase ends, then
     masked again; a second run (--nb_run 2) gets the fill back first, so that from the same
     DL start it gives the same object as the first."""
-    from pynx_dlgap.simulate import simulate_3d
-    from pynx_dlgap.simulate.gaps import cross
-    seed = int(np.random.default_rng().integers(1_000_000))
-    s = simulate_3d(seed, (64, 64, 64), "measured", floor=0.0, diffuse=0.0, gaps="none", crop_shift=[0, 0, 0],
-                    phase_range=3.0)
-    m = cross(4, 28, 36).mask((64, 64, 64))
-    np.savez(tmp_path / "scan.npz", data=np.where(m, 0, s["intensity"]).astype(np.float32))
-    np.savez(tmp_path / "mask.npz", mask=m.astype(np.int8))
+    _, m = _gapped_scan(tmp_path)
     base = ["--data", "scan.npz", "--mask", "mask.npz", "--nb_raar", "40", "--nb_er", "20",
             "--support_update_period", "10", "--dl-inpaint", "--dl-inpaint-check", "off", "--dl-inpaint-mode", "release"]
     for bad, msg in ((["--algorithm", "ER**10,RAAR**20"], "put a releasefill step"),

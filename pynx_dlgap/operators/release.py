@@ -37,7 +37,8 @@ class _ReleaseCore:
         self.mask = None if mask is None else np.asarray(mask, bool)
 
     def _released_iobs(self, cdi):
-        """``(new stored iobs, stored release mask)``; raises before touching ``cdi``."""
+        """``(new stored iobs, stored release mask, new cdi.dl_release_saved)``; raises before
+        touching ``cdi``. A release records the voxels and the values it masks; a restore clears it."""
         stored = np.asarray(cdi.iobs)
         if self.restore:
             saved = getattr(cdi, "dl_release_saved", None)
@@ -49,7 +50,7 @@ class _ReleaseCore:
                                  f"{stored.shape}")
             new = np.array(stored, dtype=np.float32, copy=True)
             new[rel] = values
-            return new, rel
+            return new, rel, None
         if self.mask is not None:
             if self.mask.shape != stored.shape:
                 raise ValueError(f"ReleaseFill: mask shape {self.mask.shape} != iobs shape {stored.shape}")
@@ -62,18 +63,14 @@ class _ReleaseCore:
             if rel.shape != stored.shape:
                 raise ValueError(f"ReleaseFill: the recorded fill {rel.shape} does not match iobs {stored.shape}")
         new = np.array(stored, dtype=np.float32, copy=True)
-        self._saved = (rel, new[rel].copy())
+        saved = (rel, new[rel].copy())
         new[rel] = MASKED
-        return new, rel
+        return new, rel, saved
 
-    def _done(self, cdi, rel):
-        n = int(np.count_nonzero(rel))
-        if self.restore:
-            cdi.dl_release_saved = None
-            cdi.release_fill_info = {"voxels_restored": n}
-        else:
-            cdi.dl_release_saved = self._saved
-            cdi.release_fill_info = {"voxels_released": n}
+    def _done(self, cdi, rel, saved):
+        cdi.dl_release_saved = saved
+        key = "voxels_restored" if self.restore else "voxels_released"
+        cdi.release_fill_info = {key: int(np.count_nonzero(rel))}
 
 
 def _make_cpu_class():
@@ -89,9 +86,9 @@ def _make_cpu_class():
             self._setup(mask, restore)
 
         def op(self, cdi):
-            new, rel = self._released_iobs(cdi)
+            new, rel, saved = self._released_iobs(cdi)
             store_iobs_host(cdi, new)
-            self._done(cdi, rel)
+            self._done(cdi, rel, saved)
             return cdi
 
     return ReleaseFillCPU
@@ -110,9 +107,9 @@ def _make_opencl_class():
             self._setup(mask, restore)
 
         def op(self, cdi):
-            new, rel = self._released_iobs(cdi)
+            new, rel, saved = self._released_iobs(cdi)
             store_iobs_opencl(self.processing_unit, cdi, new)
-            self._done(cdi, rel)
+            self._done(cdi, rel, saved)
             return cdi
 
     return ReleaseFillCL
@@ -135,11 +132,11 @@ def _make_cuda_class():
         def op(self, cdi):
             self.processing_unit.cu_ctx.synchronize()  # PyNX's kernels are done with iobs
             cdi.iobs = cdi._cu_iobs.get()  # the device copy is authoritative (DLInpaint may fill it there)
-            new, rel = self._released_iobs(cdi)
+            new, rel, saved = self._released_iobs(cdi)
             cdi._cu_iobs.set(new)
             cdi.iobs = new
             _DLInpaintCore._bookkeeping(cdi)
-            self._done(cdi, rel)
+            self._done(cdi, rel, saved)
             return cdi
 
     return ReleaseFillCUDA
