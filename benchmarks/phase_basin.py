@@ -51,7 +51,7 @@ def effective_rms(phase, label, weight) -> float:
 
 
 def one_case(args):
-    dims, seed, lname, level, sigmas, corr, chain, with_dl = args
+    dims, seed, lname, level, sigmas, corr, chain, with_dl, thrs = args
     import torch
     torch.set_num_threads(1)
     from pynx_dlgap.evaluate.align import object_errors
@@ -70,10 +70,12 @@ def one_case(args):
     for name, ph in starts:
         eff = effective_rms(ph, s["phase"], w)
         o0 = start_object(I, np.where(np.isfinite(ph), ph, 0))
-        r = phase_pattern(I, None, obj0=o0, support0=support_from_object(o0), chain=chain)
-        e = object_errors(r.obj, s["object"], s["support"])
-        ok = r.failed is None and e["phase_rms"] < 0.3 and e["modulus_error"] < 0.3
-        rows.append(dict(level=lname, start=name, eff=eff, success=float(ok), phase_rms=e["phase_rms"]))
+        for thr in thrs:
+            r = phase_pattern(I, None, obj0=o0, support0=support_from_object(o0),
+                              chain=dict(chain, support_threshold=thr))
+            e = object_errors(r.obj, s["object"], s["support"])
+            ok = r.failed is None and e["phase_rms"] < 0.3 and e["modulus_error"] < 0.3
+            rows.append(dict(level=lname, start=name, thr=thr, eff=eff, success=float(ok), phase_rms=e["phase_rms"]))
     return rows
 
 
@@ -85,32 +87,38 @@ def main(argv=None):
     ap.add_argument("--corr", type=float, default=2.0, help="noise correlation length (px, Gaussian sigma)")
     ap.add_argument("--raar", type=int, default=300)
     ap.add_argument("--er", type=int, default=100)
+    ap.add_argument("--support-threshold", type=float, nargs="+", default=[0.25],
+                    help="SupportUpdate threshold(s) (relative to the RMS modulus) of the chain; 0.25 = PyNX's "
+                         "default; several: every start refined with each, rows per threshold")
     ap.add_argument("--no-dl", dest="dl", action="store_false", help="skip the DL prediction row")
     ap.add_argument("--detwin", action="store_true", help="keep PyNX's DetwinRAAR step in the chain")
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2)))
     ap.add_argument("--levels", nargs="+", default=[n for n, _ in LEVELS])
     a = ap.parse_args(argv)
     chain = dict(n_raar=a.raar, n_er=a.er, detwin=a.detwin)
-    jobs = [(a.dims, SEED_BASE + 1000 * j + i, name, lev, a.sigmas, a.corr, chain, a.dl)
+    thrs = list(dict.fromkeys(a.support_threshold))
+    jobs = [(a.dims, SEED_BASE + 1000 * j + i, name, lev, a.sigmas, a.corr, chain, a.dl, thrs)
             for j, (name, lev) in enumerate(LEVELS) if name in a.levels for i in range(a.n)]
     t0 = time.perf_counter()
     rows = run_cases(one_case, jobs, a.workers)
     print(f"# basin of attraction, {a.dims}-D: {a.n} held-out crystals per level (the phase_init.py set), start = "
-          f"true reciprocal phase + smooth noise (corr {a.corr:g} px) of RMS sigma; chain {a.raar} RAAR + {a.er} ER, detwin {'on' if a.detwin else 'off'}")
+          f"true reciprocal phase + smooth noise (corr {a.corr:g} px) of RMS sigma; chain {a.raar} RAAR + {a.er} ER, detwin {'on' if a.detwin else 'off'}, "
+          f"support threshold {' / '.join(f'{t:g}' for t in thrs)}")
     print(f"# python {' '.join(sys.argv)}")
     print()
-    hdr = f"{'level':6} {'start':>9} {'eff. RMS':>9} {'success':>8} {'phase_rms':>9} {'n':>3}"
+    hdr = f"{'level':6} {'start':>9} {'threshold':>9} {'eff. RMS':>9} {'success':>8} {'phase_rms':>9} {'n':>3}"
     print(hdr)
     print("-" * len(hdr))
     for name, _ in LEVELS:
         if name not in a.levels:
             continue
         for st in [f"{sg:g}" for sg in a.sigmas] + (["dl"] if a.dl else []):
-            rr = [r for r in rows if r["level"] == name and r["start"] == st]
-            lab = f"sigma {st}" if st != "dl" else "DL pred."
-            print(f"{name:6} {lab:>9} {np.median([r['eff'] for r in rr]):9.2f} "
-                  f"{np.mean([r['success'] for r in rr]):8.2f} {np.median([r['phase_rms'] for r in rr]):9.3f} "
-                  f"{len(rr):3d}")
+            for thr in thrs:
+                rr = [r for r in rows if r["level"] == name and r["start"] == st and r["thr"] == thr]
+                lab = f"sigma {st}" if st != "dl" else "DL pred."
+                print(f"{name:6} {lab:>9} {thr:9g} {np.median([r['eff'] for r in rr]):9.2f} "
+                      f"{np.mean([r['success'] for r in rr]):8.2f} {np.median([r['phase_rms'] for r in rr]):9.3f} "
+                      f"{len(rr):3d}")
         print()
     print("# eff. RMS = sqrt(-2 ln WCA coherence), median; success = share of crystals; phase_rms = median (rad)")
     print(f"# total {time.perf_counter() - t0:.0f} s")

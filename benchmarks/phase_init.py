@@ -194,6 +194,8 @@ def main(argv=None):
     ap.add_argument("--random", type=int, default=5, help="random starts per crystal")
     ap.add_argument("--raar", type=int, default=300)
     ap.add_argument("--er", type=int, default=100)
+    ap.add_argument("--support-threshold", type=float, default=0.25,
+                    help="SupportUpdate threshold (relative to the RMS modulus) of the chain; 0.25 = PyNX's default")
     ap.add_argument("--mod-bound", type=float, default=0.3, help="modulus error bound for success")
     ap.add_argument("--weights", default=None, help="phase weights (default: the shipped ones)")
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2)))
@@ -217,7 +219,7 @@ def main(argv=None):
     if "bf16" in a.dl_precision and not bf16_native("cpu"):
         a.dl_precision = [p for p in a.dl_precision if p != "bf16"] or ["fp32"]
         print("# bf16 rows left out: this CPU has no native bfloat16 (AVX512-BF16/AMX; pynx_dlgap.precision)")
-    chain = dict(n_raar=a.raar, n_er=a.er)
+    chain = dict(n_raar=a.raar, n_er=a.er, support_threshold=a.support_threshold)
     jobs = [(a.dims, SEED_BASE + 1000 * j + i, name, lev, a.random, chain, a.weights, a.mod_bound,
              a.random_detwin == "on", a.dl_k, a.dl_noise, tuple(dict.fromkeys(a.dl_precision)),
              tuple(dict.fromkeys(a.dl_tta)), a.dl_views)
@@ -229,7 +231,8 @@ def main(argv=None):
     shape = "64^3" if a.dims == 3 else "128x128"
     print(f"# phase-init benchmark, {a.dims}-D {shape}: {a.n} held-out crystals per level (seeds {SEED_BASE}+), "
           f"regime 'measured' without floor/diffuse, no gaps")
-    print(f"# chain: {a.raar} RAAR + {a.er} ER (PyNX CPU operators, support update every 50; detwin for dl+chain+dt"
+    print(f"# chain: {a.raar} RAAR + {a.er} ER (PyNX CPU operators, support update every 50, threshold "
+          f"{a.support_threshold:g}; detwin for dl+chain+dt"
           f"{' and random starts' if a.random_detwin == 'on' else ''}, not for dl+chain"
           f"{'' if a.random_detwin == 'on' else ' nor random starts'}); "
           f"success: phase RMS < 0.3 rad and modulus error < {a.mod_bound}")

@@ -22,7 +22,10 @@ Rules (all from the same fills, so they are compared on equal terms):
 * ``pooled x2``: the same, pooled over copies at one and two shifts (4 copies);
 * ``margin M``: DL only if its pooled error (one shift) is below (1 - M) x
   log-linear's;
-* ``every copy``: DL only if it wins on every copy at one and two shifts.
+* ``every copy``: DL only if it wins on every copy at one and two shifts;
+* ``all but one``: DL if it wins on all copies but one (at most);
+* ``geo. mean``: DL if the geometric mean over the copies of amp(DL) / amp(log-linear) is
+  below 1 (each copy weighs by its ratio, not by its share of the pooled intensity).
 
 Columns: ``right`` = share of cases where the rule picked the better fill;
 ``dl`` = share where it picked DL; ``worse`` = share where it picked DL and DL
@@ -50,13 +53,12 @@ def case_fills(I, m, model, reps=2):
     from pynx_dlgap import PatternError
     from pynx_dlgap.inpaint.baselines import fill_loglinear
     from pynx_dlgap.inpaint.infer import inpaint
-    from pynx_dlgap.inpaint.selfcheck import heldout_masks, score_fill
+    from pynx_dlgap.inpaint.selfcheck import heldout_copies, score_fill
     seen = np.where(m, 0, I)
     real = {"dl": score_fill(I[m], inpaint(seen, m, model, progress=False)[m])["amp"],
             "loglinear": score_fill(I[m], fill_loglinear(seen, m)[m])["amp"]}
     copies = []
-    for name, art in heldout_masks(m, reps=reps):
-        mm = m | art
+    for name, art, mm in heldout_copies(m, reps=reps):  # filled with the copy's whole planes
         try:
             fd = inpaint(seen, mm, model, progress=False)
         except PatternError as e:  # a copy that leaves a patch with nothing measured (as in self_check)
@@ -85,8 +87,14 @@ def rules(copies):
     out["pooled x2"] = "dl" if p2 and p2[0] < p2[1] else "loglinear"
     for mg in (0.05, 0.1, 0.2):
         out[f"margin {mg:g}"] = "dl" if p1 and p1[0] < (1 - mg) * p1[1] else "loglinear"
-    wins = [score_fill(c["t"], c["dl"])["amp"] < score_fill(c["t"], c["ll"])["amp"] for c in copies]
+    amps = [(score_fill(c["t"], c["dl"])["amp"], score_fill(c["t"], c["ll"])["amp"]) for c in copies]
+    wins = [d < ll for d, ll in amps]
     out["every copy"] = "dl" if wins and all(wins) else "loglinear"
+    out["all but one"] = "dl" if wins and sum(wins) >= max(1, len(wins) - 1) else "loglinear"
+    # geometric mean over the copies of amp(DL) / amp(log-linear): each copy counts by its ratio,
+    # not by its share of the pooled intensity
+    ratios = [d / ll if ll > 0 else (1.0 if d == 0 else np.inf) for d, ll in amps]
+    out["geo. mean"] = "dl" if ratios and float(np.mean(np.log(ratios))) < 0 else "loglinear"
     return out
 
 

@@ -8,9 +8,9 @@ import pytest
 
 from pynx_dlgap.inpaint import fill_loglinear
 from pynx_dlgap.inpaint.infer import inpaint, load_inpaint_model
-from pynx_dlgap.inpaint.selfcheck import heldout_masks, score_fill, self_check
+from pynx_dlgap.inpaint.selfcheck import heldout_copies, heldout_masks, score_fill, self_check
 from pynx_dlgap.models import save_weights
-from pynx_dlgap.simulate.gaps import cross, plane
+from pynx_dlgap.simulate.gaps import GapLayout, cross, plane
 from pynx_dlgap.training.finetune import finetune, finetune_patches
 
 from test_infer import pattern, tiny  # noqa: E402
@@ -48,6 +48,28 @@ def test_heldout_masks_are_shifted_copies_of_the_gap():
         heldout_masks(m, reps=0)
 
 
+def test_heldout_copies_are_filled_as_whole_gap_planes():
+    # a cross's copies at two shifts lose their crossings with the nearer copies in the scored voxels;
+    # the mask they are filled with must still hold whole planes, or the inpainting reads them as dead
+    # pixels and fills them by log-linear interpolation (the DL fill of those copies was log-linear)
+    rng = np.random.default_rng()
+    shape = (16, 64, 64)
+    w = int(rng.integers(4, 7))  # from 4 px the crossings cut more than 10 % of a far copy's plane
+    py, px = int(rng.integers(26, 32)), int(rng.integers(26, 32))
+    m = cross(w, py, px).mask(shape)
+    copies = heldout_copies(m, reps=2)
+    assert [c.name for c in copies] == [n for n, _ in heldout_masks(m, reps=2)]
+    for c, (k, s) in zip(copies, ((1, 1), (1, -1), (2, 1), (2, -1))):
+        d = s * k * (w + 3)
+        expect = m | plane(-2, w, py + d).mask(shape) | plane(-1, w, px + d).mask(shape)
+        assert np.array_equal(c.fill_mask, expect), c.name
+        assert not np.any(c.voxels & ~c.fill_mask) and not np.any(c.voxels & m)
+        layout, rest = GapLayout.from_mask(c.fill_mask)
+        assert not rest.any() and len(layout.gaps) == 4, (c.name, layout)
+    # the scored voxels of the far copies exclude the near ones: alone, they are no longer gap planes
+    assert GapLayout.from_mask(m | copies[2].voxels)[1].any()
+
+
 def test_self_check_rejects_a_bad_margin():
     I = pattern((32, 48, 48), 1)
     with pytest.raises(ValueError, match="margin"):
@@ -77,19 +99,24 @@ def test_self_check_decision_matches_independent_scores(perturb):
     assert np.array_equal(I, before[0]) and np.array_equal(m, before[1])
     # recompute in float64 from the public fills
     t, fd, fl = [], [], []
-    masks = heldout_masks(m, reps=2)
-    assert len(masks) == 4 and sc.masks == [n for n, _ in masks]
-    for _, art in masks:
-        t.append(I[art].astype(np.float64)); fd.append(inpaint(I, m | art, model, progress=False)[art])
-        fl.append(fill_loglinear(I, m | art)[art])
+    masks = heldout_copies(m, reps=2)
+    assert len(masks) == 4 and sc.masks == [c.name for c in masks]
+    for _, art, fm in masks:
+        t.append(I[art].astype(np.float64)); fd.append(inpaint(I, fm, model, progress=False)[art])
+        fl.append(fill_loglinear(I, fm)[art])
     amp_of = lambda t, f: np.sum((np.sqrt(np.float64(f)) - np.sqrt(t)) ** 2) / t.sum()  # noqa: E731
     wins = [amp_of(a, b) < amp_of(a, c) for a, b, c in zip(t, fd, fl)]
+    ratios = [amp_of(a, b) / amp_of(a, c) for a, b, c in zip(t, fd, fl)]
     t, fd, fl = (np.concatenate(x).astype(np.float64) for x in (t, fd, fl))
     amp = {k: amp_of(t, f) for k, f in (("dl", fd), ("loglinear", fl))}
-    assert sc.n_voxels == t.size and sc.wins == wins and sc.rule == "every"
-    for k in amp:
-        assert sc.scores[k]["amp"] == pytest.approx(amp[k], rel=1e-9)
-    assert sc.choice == ("dl" if all(wins) else "loglinear")
+    assert sc.n_voxels == t.size and sc.wins == wins and sc.rule == "geomean"
+    np.testing.assert_allclose(sc.ratios, ratios, rtol=1e-9)
+    geo = float(np.prod(ratios) ** (1 / len(ratios)))
+    assert sc.geomean_ratio == pytest.approx(geo, rel=1e-9)
+    if abs(geo - 1) > 1e-9:  # the default rule: the geometric mean of the per-copy ratios
+        assert sc.choice == ("dl" if geo < 1 else "loglinear")
+    # the rule of 0.5-0.7.5: DL only if it wins on every copy
+    assert self_check(I, m, model, rule="every").choice == ("dl" if all(wins) else "loglinear")
     # the pooled rule with a margin: DL only when its pooled error beats log-linear's by that fraction
     mg = float(np.random.default_rng().uniform(0, 0.3))
     assert self_check(I, m, model, rule="pooled", margin=mg).choice == \

@@ -79,7 +79,7 @@ def finetune(iobs, mask, model, *, epochs=None, patches_per_epoch=None, batch=No
     from tqdm import tqdm
     from ..inpaint.infer import _patch_of
     from ..inpaint.patches import prepare_batch
-    from ..inpaint.selfcheck import REPS, heldout_masks, self_check
+    from ..inpaint.selfcheck import REPS, heldout_copies, self_check
     from ..normalize import normalize_patch
     from ..simulate.gaps import GapLayout
     from .losses import CombinedInpaintLoss
@@ -105,10 +105,10 @@ def finetune(iobs, mask, model, *, epochs=None, patches_per_epoch=None, batch=No
         raise PatternError(f"gap(s) {', '.join(str(g) for g in layout if g.width > wmax)} wider than the "
                            f"{wmax} px this model supports (card gap_widths_supported {list(sup)}); "
                            "fine-tuning cannot change that: use a classical fill (pynx-dlgap fill)")
-    held = heldout_masks(m, sep=int(cfg["sep"]), reps=REPS)  # the self-check's copies, kept out of training
+    held = heldout_copies(m, sep=int(cfg["sep"]), reps=REPS)  # the self-check's copies, kept out of training
     held_any = np.zeros_like(m)
-    for _, h in held:
-        held_any |= h
+    for c in held:
+        held_any |= c.voxels
     known = ~m & ~held_any
     widths = sorted({min(int(w), wmax) for w in layout.widths}) or list(range(1, wmax + 1))
     # the real gaps' widths, and narrower ones (a few px are cheap to learn and common at module edges)
