@@ -80,7 +80,7 @@ def pooled(copies, ks):
 
 
 def rules(copies):
-    from pynx_dlgap.inpaint.selfcheck import score_fill
+    from pynx_dlgap.inpaint.selfcheck import amp_ratios, geometric_mean, score_fill
     out = {}
     p1, p2 = pooled(copies, (1,)), pooled(copies, (1, 2))
     out["pooled"] = "dl" if p1 and p1[0] < p1[1] else "loglinear"
@@ -91,10 +91,8 @@ def rules(copies):
     wins = [d < ll for d, ll in amps]
     out["every copy"] = "dl" if wins and all(wins) else "loglinear"
     out["all but one"] = "dl" if wins and sum(wins) >= max(1, len(wins) - 1) else "loglinear"
-    # geometric mean over the copies of amp(DL) / amp(log-linear): each copy counts by its ratio,
-    # not by its share of the pooled intensity
-    ratios = [d / ll if ll > 0 else (1.0 if d == 0 else np.inf) for d, ll in amps]
-    out["geo. mean"] = "dl" if ratios and float(np.mean(np.log(ratios))) < 0 else "loglinear"
+    # geometric mean over the copies of amp(DL) / amp(log-linear), as self_check's 'geomean' rule
+    out["geo. mean"] = "dl" if geometric_mean(amp_ratios(amps)) < 1.0 else "loglinear"
     return out
 
 

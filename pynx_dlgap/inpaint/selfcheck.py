@@ -50,8 +50,8 @@ Scoring (:func:`self_check`)
     always log-linear 0.252 and 0.044. The copies do not tell reliably which
     fill is better on the real gap, so the self-check is an estimate: it
     keeps a worse DL fill in some cases (21 % of the in-distribution cases of
-    that set, none of the unlike ones), where the two fills are close. The
-    pattern and mask given are never modified.
+    that set, none of the unlike ones; on the independent check 8 % and 17 %).
+    The pattern and mask given are never modified.
 """
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ import numpy as np
 from .._checks import PatternError, check_pattern
 from ..simulate.gaps import Gap, GapLayout
 
-__all__ = ["heldout_masks", "heldout_copies", "HeldOut", "self_check", "SelfCheck", "score_fill"]
+__all__ = ["heldout_masks", "heldout_copies", "HeldOut", "self_check", "SelfCheck", "score_fill", "amp_ratios",
+           "geometric_mean"]
 
 #: decision rule: 'geomean' (DL if the geometric mean over the held-back copies of amp(DL) / amp(log-linear)
 #: is below 1), 'every' (DL only if it beats log-linear on every copy) or 'pooled' (DL if its amplitude
@@ -177,7 +178,7 @@ class SelfCheck:
     @property
     def geomean_ratio(self) -> float:
         """Geometric mean of :attr:`ratios` (below 1: DL better; the ``'geomean'`` rule's statistic)."""
-        return _geomean(self.ratios)
+        return geometric_mean(self.ratios)
 
     def summary(self) -> str:
         if not self.scores:
@@ -196,7 +197,13 @@ class SelfCheck:
                 "geomean_ratio": self.geomean_ratio, "rule": self.rule, "scores": self.scores, "reason": self.reason}
 
 
-def _geomean(ratios) -> float:
+def amp_ratios(amps) -> list:
+    """Per copy, ``amp(DL) / amp(log-linear)`` from ``[(amp_dl, amp_loglinear), ...]``: ``inf`` where
+    only log-linear's error is 0, 1 where both are."""
+    return [d / ll if ll > 0 else (1.0 if d == 0 else np.inf) for d, ll in amps]
+
+
+def geometric_mean(ratios) -> float:
     """Geometric mean of non-negative ratios (``inf`` if any is ``inf``, ``nan`` for none or inf x 0)."""
     r = np.asarray(ratios, dtype=np.float64)
     if r.size == 0:
@@ -250,11 +257,11 @@ def self_check(iobs, mask, model, *, sep: int = 3, masks=None, rule: str | None 
         return SelfCheck("loglinear", {}, 0, [], why, rule=rule)
     amps = [(score_fill(t, d)["amp"], score_fill(t, f)["amp"]) for t, d, f in zip(truth, fd, fl)]
     wins = [d < ll for d, ll in amps]
-    ratios = [d / ll if ll > 0 else (1.0 if d == 0 else np.inf) for d, ll in amps]
+    ratios = amp_ratios(amps)
     t = np.concatenate(truth)
     scores = {"dl": score_fill(t, np.concatenate(fd)), "loglinear": score_fill(t, np.concatenate(fl))}
     if rule == "geomean":
-        choice = "dl" if _geomean(ratios) < 1.0 else "loglinear"  # nan (inf x 0) -> log-linear
+        choice = "dl" if geometric_mean(ratios) < 1.0 else "loglinear"  # nan (inf x 0) -> log-linear
     elif rule == "every":
         choice = "dl" if all(wins) else "loglinear"
     else:
