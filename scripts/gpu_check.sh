@@ -11,19 +11,23 @@
 #      and torch, CUDA-family DLInpaint/DLPhaseInit against the CPU family; and the CuPy
 #      run of the CUDA kernels in tests/test_kernels.py);
 #   3. runs benchmarks/pipeline.py --pynx cuda (inpaint, DL start, PyNX chain, all on the
-#      GPU) and benchmarks/inpaint_speed.py on the GPU.
+#      GPU), benchmarks/inpaint_speed.py and benchmarks/phase_step.py (DL phase step vs chain,
+#      eager and CUDA-graph) on the GPU, and benchmarks/runner_dl.py (pynx-cdi-id01-dl with
+#      and without the DL flags, the release mode included) on PyNX's CUDA backend.
 #
 # Usage: scripts/gpu_check.sh SRC WHEELS OUT [STEPS]
 #   SRC    folder with pycuda-*.tar.gz, pyvkfft/ (source tree) and pynx_pkg/ (PyNX's package
 #          folder, e.g. .venv/lib/python3.11/site-packages/pynx: pure Python)
 #   WHEELS folder of wheels for the machine's Python (see `pip download --python-version`)
 #   OUT    folder for logs and results
-#   STEPS  any of build,tests,pipeline,speed,runner (default all); with SRC/prebuilt/ (pycuda/ and
+#   STEPS  any of build,tests,phasestep,pipeline,speed,runner (default all); with SRC/prebuilt/ (pycuda/ and
 #          pyvkfft/ package folders holding the .so files an earlier build returned), 'build'
-#          installs those instead of compiling again
+#          installs those instead of compiling again. KEEP_SO=1 copies the built .so files to OUT.
+#          RUNNER_RANGES: phase ranges of the runner step (default "3.0 6.28").
+# The device tool brings back at most 8 files from OUT: build logs stay in /tmp/dlgap-gpu-build.
 set -u
 SRC=$(readlink -f "${1:?SRC}"); WHL=$(readlink -f "${2:?WHEELS}"); OUT=$(readlink -f "${3:?OUT}")
-STEPS=${4:-build,tests,pipeline,speed,runner}
+STEPS=${4:-build,tests,phasestep,pipeline,speed,runner}
 PY=${PYTHON:-python3}
 SITE=${DLGAP_GPU_SITE:-/tmp/dlgap-gpu-site}
 B=/tmp/dlgap-gpu-build
@@ -45,16 +49,16 @@ elif [[ $STEPS == *build* ]]; then
     log "build: pycuda + pyvkfft (CUDA) in parallel"
     ( cd "$B" && rm -rf pycuda-* && tar xzf "$SRC"/pycuda-*.tar.gz && cd pycuda-* \
       && $PY configure.py --cuda-root="$CUDA_ROOT" && timeout 300 $PY setup.py build_ext --inplace -j 16 \
-      && cp -r pycuda "$SITE/" ) > "$OUT/build_pycuda.log" 2>&1 &
+      && cp -r pycuda "$SITE/" ) > "$B/build_pycuda.log" 2>&1 &
     P1=$!
     ( rm -rf "$B/pyvkfft" && cp -r "$SRC/pyvkfft" "$B/pyvkfft" && cd "$B/pyvkfft" \
-      && VKFFT_BACKEND=cuda timeout 300 $PY setup.py build_ext --inplace && cp -r pyvkfft "$SITE/" ) > "$OUT/build_pyvkfft.log" 2>&1 &
+      && VKFFT_BACKEND=cuda timeout 300 $PY setup.py build_ext --inplace && cp -r pyvkfft "$SITE/" ) > "$B/build_pyvkfft.log" 2>&1 &
     P2=$!
     wait $P1; r1=$?; wait $P2; r2=$?
     log "build: pycuda rc=$r1, pyvkfft rc=$r2"
-    [[ $r1 == 0 ]] || tail -30 "$OUT/build_pycuda.log"
-    [[ $r2 == 0 ]] || tail -30 "$OUT/build_pyvkfft.log"
-    cp "$SITE"/pycuda/*.so "$SITE"/pyvkfft/*.so "$OUT/" 2>/dev/null
+    [[ $r1 == 0 ]] || tail -30 "$B/build_pycuda.log"
+    [[ $r2 == 0 ]] || tail -30 "$B/build_pyvkfft.log"
+    [[ -n ${KEEP_SO:-} ]] && cp "$SITE"/pycuda/*.so "$SITE"/pyvkfft/*.so "$OUT/" 2>/dev/null
 fi
 export PYTHONPATH=$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}
 $PY - <<'EOF' 2>&1
@@ -69,6 +73,11 @@ if [[ $STEPS == *tests* ]]; then
     timeout 200 $PY -m pytest -q -p no:cacheprovider -o addopts="" tests/test_cuda_family.py tests/test_kernels.py -k "cuda" \
         2>&1 | tail -25 | tee "$OUT/gpu_tests.txt"
 fi
+if [[ $STEPS == *phasestep* ]]; then
+    log "DL phase step vs chain on the GPU (eager and CUDA graph)"
+    timeout 200 $PY benchmarks/phase_step.py --n 5 --repeat 5 --pynx cuda 2>&1 | grep -v -E "Warning|imodel - iobs" \
+        | tee "$OUT/phase_step_gpu.txt"
+fi
 if [[ $STEPS == *pipeline* ]]; then
     log "pipeline (all on the GPU)"
     timeout 200 $PY benchmarks/pipeline.py --pynx cuda --repeat 2 2>&1 | grep -v Warning | tee "$OUT/pipeline_gpu.txt"
@@ -78,12 +87,12 @@ if [[ $STEPS == *speed* ]]; then
     timeout 150 $PY benchmarks/inpaint_speed.py --device cuda --ref-limit 3000 2>&1 | tee "$OUT/inpaint_speed_gpu.txt"
 fi
 if [[ $STEPS == *runner* ]]; then
-    for PR in 3.0 6.28; do
+    for PR in ${RUNNER_RANGES:-3.0 6.28}; do
         log "pynx-cdi-id01-dl with and without the DL flags on PyNX's CUDA backend, phase range $PR"
-        timeout 150 $PY benchmarks/runner_dl.py --n 8 --pynx-pu cuda --jobs 8 --phase-range $PR --variants \
-            " --dl-phase-init" " --dl-inpaint" " --dl-inpaint --dl-inpaint-mode estimate" \
-            " --dl-inpaint --dl-inpaint-mode estimate --dl-phase-init" 2>>"$OUT/runner.err" | tee "$OUT/runner_dl_gpu_$PR.txt"
-        tail -2 "$OUT/runner.err"
+        timeout 200 $PY benchmarks/runner_dl.py --n 8 --pynx-pu cuda --jobs 8 --phase-range $PR --variants \
+            " --dl-inpaint" " --dl-inpaint --dl-inpaint-mode release" " --dl-phase-init" " --dl-inpaint --dl-phase-init" \
+            " --dl-inpaint --dl-phase-init --dl-inpaint-mode release" 2>>"$B/runner.err" | tee "$OUT/runner_dl_gpu_$PR.txt"
+        tail -2 "$B/runner.err"
     done
 fi
 log "done"

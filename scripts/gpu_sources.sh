@@ -10,6 +10,7 @@ set -eu
 SRC=${1:?SRC}; WHL=${2:?WHEELS}; PYVER=${3:-3.12}
 VENV=${VENV:-.venv}
 mkdir -p "$SRC" "$WHL"
+SRC=$(readlink -f "$SRC"); WHL=$(readlink -f "$WHL")   # the pyvkfft step works in another folder
 # pycuda: sdist only (pip cannot even read its metadata without CUDA here, so fetch the file)
 url=$(curl -s https://pypi.org/pypi/pycuda/json | python3 -c \
       "import json, sys; print([u['url'] for u in json.load(sys.stdin)['releases']['2026.1'] if u['packagetype'] == 'sdist'][0])")

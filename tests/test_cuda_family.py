@@ -159,3 +159,48 @@ def test_cuda_dlphaseinit_on_device_matches_cpu(shared, bf16):
     ncc = abs(np.vdot(obj, ref)) / np.linalg.norm(obj) / np.linalg.norm(ref)
     assert ncc > (0.98 if bf16 else 1 - 1e-4)
     assert np.count_nonzero(sup != cpu.get_support(shift=True).astype(bool)) <= max(2, sup.size // (50 if bf16 else 2000))
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_cuda_graph_phase_start_equals_eager_and_is_never_stale(shared, bf16):
+    """DLPhaseInit(cuda_graph=True) gives the eager start on two different patterns in turn (the
+    graph's static output is copied out, not returned stale), reuses its capture, and captures
+    again after an in-place change of the weights."""
+    from test_phase import TINY_PHASE3
+    from pynx_dlgap.phase.predict import _GRAPHS
+    torch.manual_seed(0)
+    tiny = build_model(TINY_PHASE3)
+    shape = (64, 64, 64)
+    pc = import_pynx_cdi("cpu")
+    seeds = np.random.default_rng().integers(1_000_000, size=2)
+    pats = []
+    for k, sd in enumerate(seeds):
+        d = simulate_3d(int(sd), shape, "measured", floor=0.0, diffuse=0.0, gaps="none", crop_shift=[0, 0, 0],
+                        phase_range=3.0 + 3 * k)
+        pats.append((np.asarray(d["intensity"], np.float32), cross(4, 30, 36).mask(shape)))
+
+    def start(I, m, graph):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            cdi = DLPhaseInit(model=tiny, family="cuda", bf16=bf16, cuda_graph=graph) * _cdi(pc, I, m)
+        assert cdi.dl_phase_init_info["cuda_graph"] == graph
+        return cdi.get_obj(shift=True)
+
+    def ncc(a, b):
+        return abs(np.vdot(a, b)) / np.linalg.norm(a) / np.linalg.norm(b)
+
+    got = [start(I, m, True) for I, m in pats]
+    calls = list(_GRAPHS[tiny].values())
+    assert len(calls) == 1
+    ref = [start(I, m, False) for I, m in pats]
+    tol = 1e-3 if bf16 else 1e-4  # fp32: cuDNN may pick other algorithms under capture (H100: 1 - 1e-5)
+    for g, r in zip(got, ref):
+        assert ncc(g, r) > 1 - tol
+    assert ncc(got[0], got[1]) < 0.9  # two different crystals: a stale output would fail above
+    start(*pats[0], True)
+    assert list(_GRAPHS[tiny].values())[0] is calls[0]  # replayed, not captured again
+    with torch.no_grad():
+        for p in tiny.parameters():
+            p.mul_(1.5)
+    assert ncc(start(*pats[1], True), start(*pats[1], False)) > 1 - tol
+    assert list(_GRAPHS[tiny].values())[0] is not calls[0]

@@ -58,6 +58,50 @@ def test_phase_input_channels_and_no_mutation():
     assert w.max() == pytest.approx(1.0) and w.min() >= 0
 
 
+@pytest.mark.parametrize("case", ["masked", "none-masked", "nothing-measured"])
+def test_phase_input_torch_matches_a_float64_reference(case):
+    """The on-device input (CUDA DLPhaseInit's path) against a float64 numpy computation,
+    and against phase_input; inputs untouched."""
+    from pynx_dlgap.phase.inputs import phase_input_torch
+    rng = np.random.default_rng()
+    I = (rng.poisson(300 * rng.random((18, 22, 16))) - (rng.random((18, 22, 16)) < 0.05)).astype(np.float32)
+    m = {"masked": rng.random(I.shape) < 0.2, "none-masked": np.zeros(I.shape, bool),
+         "nothing-measured": np.ones(I.shape, bool)}[case]
+    It, mt = torch.from_numpy(I.copy()), torch.from_numpy(m.copy())
+    x = phase_input_torch(It, mt).numpy()
+    li = np.log1p(np.clip(I.astype(np.float64), 0, None))
+    top = li[~m].max() if (~m).any() else 0.0
+    ref0 = np.where(m, 0.0, li / top if top > 0 else 0.0)
+    assert x.shape == (5,) + I.shape and x.dtype == np.float32
+    np.testing.assert_allclose(x[0], ref0, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(x[1], m.astype(np.float32))
+    for ax, n in enumerate(I.shape):
+        c = np.moveaxis(x[2 + ax], ax, 0)
+        np.testing.assert_allclose(c, ((np.arange(n) - n // 2) / (n / 2))[:, None, None] * np.ones_like(c), atol=1e-7)
+    np.testing.assert_allclose(x, phase_input(I, m), rtol=1e-6, atol=1e-7)
+    assert np.array_equal(It.numpy(), I) and np.array_equal(mt.numpy(), m)
+    with pytest.raises(ValueError, match="mask shape"):
+        phase_input_torch(It, mt[:-1])
+
+
+def test_predict_on_box_takes_tensors_and_refuses_graphs_off_cuda():
+    from pynx_dlgap.phase.predict import predict_on_box
+    rng = np.random.default_rng()
+    I = rng.poisson(500 * rng.random((64, 64, 64))).astype(np.float32)
+    m = rng.random(I.shape) < 0.1
+    model = build_model(TINY_PHASE3).eval()
+    a = predict_on_box(model, I, m).numpy()
+    b = predict_on_box(model, torch.from_numpy(I), torch.from_numpy(m)).numpy()
+    assert np.abs(np.angle(np.exp(1j * (a - b)))).max() < 1e-4
+    with pytest.raises(ValueError, match="CUDA device"):
+        predict_on_box(model, I, m, graph=True)
+    with pytest.raises(ValueError, match="tta=1"):
+        predict_on_box(model, I, m, graph=True, tta=2)
+    from pynx_dlgap.operators import DLPhaseInit
+    with pytest.raises(ValueError, match="CUDA family"):
+        DLPhaseInit(model=model, family="cpu", cuda_graph=True)
+
+
 def test_start_object_from_true_phase_recovers_object():
     """IFT(sqrt(I) e^{i phase}) with the simulator's noise-free crystal intensity and its phase label
     is the simulator's object (up to the sub-pixel centring the label removes)."""

@@ -68,6 +68,8 @@ class _DLPhaseInitCore:
     #: RMS (rad) of the smooth random field added to the predicted phase (0: none), its seed
     noise = 0.0
     noise_seed = None
+    #: replay a CUDA graph of the model (CUDA family only; see DLPhaseInit)
+    cuda_graph = False
 
     def _noise_box(self, size):
         """The perturbation on the model's box (float32), or None without ``noise``."""
@@ -167,13 +169,12 @@ class _DLPhaseInitCore:
         I_box = torch.zeros(size, dtype=torch.float32, device=dev)
         m_box = torch.ones(size, dtype=torch.bool, device=dev)
         I_box[src], m_box[src] = I_c[dst], m_c[dst]
-        # only the model's input box goes through the host (phase_input is numpy)
         from ..precision import resolve_bf16
         bf16 = resolve_bf16(self._bf16, dev, "DLPhaseInit")
-        ph_box = predict_on_box(self._model, I_box.cpu().numpy(), m_box.cpu().numpy(), dev, bf16=bf16,
-                                tta=self.tta)
+        ph_box = predict_on_box(self._model, I_box, m_box, dev, bf16=bf16, tta=self.tta, graph=self.cuda_graph)
         info = {"peak": list(peak), "region_start": list(start), "region_shape": list(size),
-                "seconds": time.perf_counter() - t0, "device": str(dev), "bf16": bf16, "tta": int(self.tta)}
+                "seconds": time.perf_counter() - t0, "device": str(dev), "bf16": bf16, "tta": int(self.tta),
+                "cuda_graph": bool(self.cuda_graph)}
         nb = self._noise_box(size)
         if nb is not None:
             ph_box = ph_box + torch.from_numpy(nb).to(dev)
@@ -314,7 +315,7 @@ def dlphaseinit_class(family: str | None = None):
 
 def DLPhaseInit(model=None, weights=None, support=None, support_threshold: float = 0.2, support_sigma: float = 1.0,
                 *, device: str = "cpu", family: str | None = None, noise: float = 0.0, noise_seed=None,
-                bf16: bool = False, tta: int = 1):
+                bf16: bool = False, tta: int = 1, cuda_graph: bool = False):
     """A PyNX operator setting the object from the DL reciprocal-phase prediction.
 
     :param model: a loaded phase model; default ``weights``, default the shipped
@@ -335,11 +336,17 @@ def DLPhaseInit(model=None, weights=None, support=None, support_threshold: float
         --dl-k``); ``noise_seed`` seeds it. Default 0: the prediction as is.
     :param tta: test-time ensemble of that many symmetric views (1-48 in 3-D, 1-8 in 2-D;
         :func:`pynx_dlgap.phase.predict.view_phases`); ``tta`` model calls. Default 1.
+    :param cuda_graph: CUDA family only, ``tta=1``: replay a CUDA graph of the model
+        (:func:`pynx_dlgap.phase.predict.graphed_phase_model`), captured at the first call
+        and cached per model, one launch instead of one per layer
+        (``benchmarks/phase_step.py`` times both on a GPU).
     :raises WeightsError: weights missing/corrupted (checked here, before any work).
     """
     if not (np.isfinite(noise) and noise >= 0):
         raise ValueError(f"noise must be a finite RMS >= 0 (rad), got {noise}")
     cls = dlphaseinit_class(family)
+    if cuda_graph and (cls.family != "cuda" or int(tta) != 1):
+        raise ValueError(f"cuda_graph=True needs the CUDA family and tta=1 (got family {cls.family!r}, tta {tta})")
     if cls.family == "opencl":
         from ..pynx_backend import init_pynx_opencl
         init_pynx_opencl()
@@ -347,5 +354,5 @@ def DLPhaseInit(model=None, weights=None, support=None, support_threshold: float
              support_sigma=support_sigma, device=device, bf16=bf16)
     from ..phase.predict import phase_views
     phase_views(int(op._model.config["kwargs"].get("dims", 3)), tta)  # a bad tta fails here, before any work
-    op.noise, op.noise_seed, op.tta = float(noise), noise_seed, int(tta)
+    op.noise, op.noise_seed, op.tta, op.cuda_graph = float(noise), noise_seed, int(tta), bool(cuda_graph)
     return op

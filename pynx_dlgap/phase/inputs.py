@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PHASE_CHANNELS", "phase_channels", "phase_input", "phase_weight", "apply_symmetry",
-           "random_symmetry"]
+__all__ = ["PHASE_CHANNELS", "phase_channels", "phase_input", "phase_input_torch", "phase_weight",
+           "apply_symmetry", "random_symmetry"]
 
 
 def phase_channels(dims: int) -> tuple:
@@ -61,6 +61,28 @@ def phase_input(iobs, mask=None) -> np.ndarray:
     x = np.zeros(I.shape, np.float32) if top <= 0 else (li / top).astype(np.float32)
     x[m] = 0
     return np.stack([x, m.astype(np.float32)] + _coords(I.shape)).astype(np.float32)
+
+
+def phase_input_torch(iobs, mask):
+    """:func:`phase_input` of torch tensors, computed on their device (no host round trip).
+
+    ``iobs`` (float) and ``mask`` (bool) of the same shape on one device; returns the
+    ``(C, *shape)`` float32 input there. The log is taken in float64 as in
+    :func:`phase_input`, so both agree to float32 rounding (tested). Used by the CUDA
+    family of ``DLPhaseInit``, whose box is already on the GPU.
+    """
+    import torch
+    if tuple(mask.shape) != tuple(iobs.shape):
+        raise ValueError(f"mask shape {tuple(mask.shape)} != pattern shape {tuple(iobs.shape)}")
+    dev = iobs.device
+    m = mask.to(device=dev, dtype=torch.bool)
+    li = torch.log1p(iobs.to(torch.float64).clamp_min(0))
+    meas = li[~m]
+    top = float(meas.max()) if meas.numel() else 0.0
+    x = torch.zeros(li.shape, dtype=torch.float32, device=dev) if top <= 0 else (li / top).float()
+    x = x.masked_fill(m, 0.0)
+    coords = [torch.from_numpy(np.ascontiguousarray(c)).to(dev) for c in _coords(tuple(iobs.shape))]
+    return torch.stack([x, m.float()] + coords)
 
 
 def phase_weight(intensity) -> np.ndarray:

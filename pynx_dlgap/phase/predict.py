@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import check_pattern
-from .inputs import apply_symmetry, phase_input
+from .inputs import apply_symmetry, phase_input, phase_input_torch
 
 __all__ = ["predict_phase", "predict_box", "predict_on_box", "view_phases", "phase_views", "invert_symmetry",
            "twin_phase", "align_phase", "box_slices", "smooth_noise", "gaussian_filter_torch", "start_object", "support_from_object", "load_phase_model", "default_weights",
-           "bragg_peak", "prediction_region", "read_phase_card"]
+           "bragg_peak", "prediction_region", "read_phase_card", "graphed_phase_model"]
 
 _WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -204,12 +204,19 @@ def align_phase(ref, phase, w) -> np.ndarray:
     return best[1] - np.angle(best[0])
 
 
-def _run_phase_model(model, x, device, bf16):
-    """The raw (B, 2, ...) float32 output of the model (or of its bf16 copy) on input batch ``x``."""
+def _run_phase_model(model, x, device, bf16, graph: bool = False):
+    """The raw (B, 2, ...) float32 output of the model (or of its bf16 copy) on input batch ``x``.
+
+    ``graph``: replay a CUDA graph of the call (:func:`graphed_phase_model`; CUDA devices only).
+    """
     import torch
     from ..precision import resolve_bf16
     x = x.to(device)
-    if resolve_bf16(bf16, device, "the phase model"):
+    b16 = resolve_bf16(bf16, device, "the phase model")
+    if graph:
+        g = graphed_phase_model(model, x.device, b16, tuple(x.shape))
+        return g(x)
+    if b16:
         m = bf16_model(model, device)
         x = x.to(torch.bfloat16)
         if x.ndim == 5:
@@ -219,6 +226,71 @@ def _run_phase_model(model, x, device, bf16):
     model = model.to(device).eval()
     with torch.no_grad():
         return model(x).float()
+
+
+#: CUDA graphs of phase models: model -> {(device, bf16, shape): _GraphedCall}
+_GRAPHS = weakref.WeakKeyDictionary()
+
+
+class _GraphedCall:
+    """One captured CUDA graph of a phase model's forward pass on a fixed input shape.
+
+    Holds the static input/output tensors and the tensors the graph reads (the model's
+    parameters, or its bf16 copy), never the model itself (the cache is keyed weakly on it).
+    Calling it copies the input into the static one, replays, and returns a float32 copy
+    of the output (so a later replay cannot change what an earlier call returned).
+    """
+
+    def __init__(self, m, device, dtype, shape, key):
+        import torch
+        self.key = key
+        self.keep = [*m.parameters(), *m.buffers()]  # what the graph reads stays allocated
+        cl = len(shape) == 5 and dtype == torch.bfloat16
+        self.static_in = torch.zeros(shape, dtype=dtype, device=device)
+        if cl:
+            self.static_in = self.static_in.contiguous(memory_format=torch.channels_last_3d)
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.no_grad(), torch.cuda.stream(side):
+            for _ in range(2):  # warm-up outside the capture (cuDNN plans, workspaces)
+                m(self.static_in)
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(self.graph):
+            self.static_out = m(self.static_in)
+
+    def __call__(self, x):
+        self.static_in.copy_(x)
+        self.graph.replay()
+        return self.static_out.float().clone()
+
+
+def graphed_phase_model(model, device, bf16: bool, shape: tuple):
+    """A cached :class:`_GraphedCall` of ``model`` (or of its :func:`bf16_model` copy) on a CUDA
+    ``device`` for inputs of ``shape``.
+
+    Captured at the first call (two warm-up passes, then the capture) and replayed afterwards:
+    one launch instead of one per layer, which is what a 64^3 prediction costs on a GPU.
+    Captured again when a parameter of the model is replaced or changed in place (as
+    :func:`bf16_model`). ``device`` must be a CUDA device.
+    """
+    import torch
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        raise ValueError(f"CUDA graphs need a CUDA device, got {dev}")
+    if dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    if bf16:
+        m, dtype = bf16_model(model, dev), torch.bfloat16
+    else:
+        m, dtype = model.to(dev).eval(), torch.float32
+    key = tuple((t.data_ptr(), t._version) for t in [*model.parameters(), *model.buffers()])
+    cache = _GRAPHS.setdefault(model, {})
+    ck = (str(dev), bool(bf16), tuple(int(v) for v in shape))
+    hit = cache.get(ck)
+    if hit is None or hit.key != key:
+        hit = cache[ck] = _GraphedCall(m, dev, dtype, tuple(int(v) for v in shape), key)
+    return hit
 
 
 def view_phases(model, I_box, m_box, device="cpu", bf16: bool = False, k: int = 8, batch: int = 4) -> np.ndarray:
@@ -244,7 +316,7 @@ def view_phases(model, I_box, m_box, device="cpu", bf16: bool = False, k: int = 
     return np.stack([out[0]] + [align_phase(out[0], o, w) for o in out[1:]])
 
 
-def predict_on_box(model, I_box, m_box, device="cpu", bf16: bool = False, tta: int = 1):
+def predict_on_box(model, I_box, m_box, device="cpu", bf16: bool = False, tta: int = 1, graph: bool = False):
     """The model's phase (radians, float32 tensor on ``device``) of one box (numpy, the model's shape).
 
     ``bf16``: run a bfloat16 copy of the model (:func:`bf16_model`: weights and activations
@@ -259,12 +331,24 @@ def predict_on_box(model, I_box, m_box, device="cpu", bf16: bool = False, tta: i
     ``tta``: test-time ensemble over that many of the 48 (3-D; 8 in 2-D) symmetries the
     model was trained with (:func:`view_phases`: each view's phase mapped back and aligned
     on the first's, twin and offset); the phase of their mean phasor. ``tta`` model calls.
+
+    ``I_box``/``m_box`` may be torch tensors (on ``device``): with ``tta=1`` the input is then
+    built there (:func:`~pynx_dlgap.phase.inputs.phase_input_torch`), without a host round trip.
+    ``graph``: replay a CUDA graph of the model (:func:`graphed_phase_model`; CUDA only, ``tta=1``).
     """
     import torch
+    if graph and int(tta) > 1:
+        raise ValueError("graph=True runs one view (tta=1)")
     if int(tta) > 1:
+        if torch.is_tensor(I_box):
+            I_box, m_box = I_box.cpu().numpy(), m_box.cpu().numpy()
         ph = view_phases(model, I_box, m_box, device, bf16, int(tta))
         return torch.from_numpy(np.angle(np.exp(1j * ph).mean(0)).astype(np.float32)).to(device)
-    y = _run_phase_model(model, torch.from_numpy(phase_input(I_box, m_box))[None], device, bf16)[0]
+    if torch.is_tensor(I_box):
+        x = phase_input_torch(I_box.to(device), torch.as_tensor(m_box, device=device))[None]
+    else:
+        x = torch.from_numpy(phase_input(I_box, m_box))[None]
+    y = _run_phase_model(model, x, device, bf16, graph=graph)[0]
     return torch.atan2(y[1], y[0]).contiguous()
 
 
