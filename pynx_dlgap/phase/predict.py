@@ -244,7 +244,9 @@ class _GraphedCall:
     def __init__(self, m, device, dtype, shape, key):
         import torch
         self.key = key
-        self.keep = [*m.parameters(), *m.buffers()]  # what the graph reads stays allocated
+        # the storages the graph reads stay allocated even if the model's tensors are swapped
+        # (e.g. .to() another device; graphed_phase_model then captures again, as their pointers changed)
+        self.keep = [t.detach() for t in (*m.parameters(), *m.buffers())]
         cl = len(shape) == 5 and dtype == torch.bfloat16
         self.static_in = torch.zeros(shape, dtype=dtype, device=device)
         if cl:
