@@ -1,8 +1,8 @@
 """Cost of the DL phase step against the refinement chain, on the same device.
 
 Issue #4 asks that the DL step (prediction, start object, support) cost under 5 % of the
-chain's time on the same device. For ``--n`` held-out crystals (64^3 by default, a 6-px
-cross gap, regime 'measured' without floor), it times, in one process:
+chain's time on the same device. For ``--n`` held-out crystals (64^3, ``phase_init.py``'s
+simulation, with a 6-px cross gap), it times, in one process:
 
 * ``model``: the phase model's call alone on the crystal's input (synchronised);
 * ``DL step``: the ``DLPhaseInit`` operator of the chosen PyNX family applied to a PyNX
@@ -32,17 +32,22 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 import warnings
 
 import numpy as np
 
 
-def _pattern(seed, shape, phase_range):
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from phase_init import crystal  # noqa: E402  (phase_init's 64^3 crystals)
+
+
+def _pattern(seed, phase_range):
+    """One of phase_init's crystals with a 6-px cross beside the Bragg peak (as pipeline.py)."""
     from pynx_dlgap.simulate.gaps import cross
-    from pynx_dlgap.simulate.pipeline import simulate
-    s = simulate(seed, 3, shape, "measured", dict(floor=0.0, diffuse=0.0, gaps="none", crop_shift=[0, 0, 0],
-                                                   phase_range=phase_range))
+    s = crystal(3, seed, phase_range)
+    shape = s["intensity"].shape
     m = cross(6, shape[1] // 2 - 4, shape[2] // 2 + 5).mask(shape) | s["dead"]
     return np.asarray(s["intensity"], np.float32), m
 
@@ -68,7 +73,6 @@ def _median_time(fn, repeat, family):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=3, help="crystals")
-    ap.add_argument("--shape", type=int, default=64, help="cube side of the patterns")
     ap.add_argument("--phase-range", type=float, default=12.57, help="crystals' phase range (rad)")
     ap.add_argument("--raar", type=int, default=300)
     ap.add_argument("--er", type=int, default=100)
@@ -83,7 +87,8 @@ def main(argv=None):
     from pynx_dlgap.evaluate.phasing import import_pynx_cdi, phase_pattern
     from pynx_dlgap.operators import DLPhaseInit
     from pynx_dlgap.phase.inputs import phase_input
-    from pynx_dlgap.phase.predict import _run_phase_model, bragg_peak, load_phase_model, prediction_region, _take
+    from pynx_dlgap.phase.predict import (_run_phase_model, _take, align_phase, bragg_peak, load_phase_model,
+                                          prediction_region)
     from pynx_dlgap.precision import bf16_native
     fam = a.pynx
     dev = "cuda" if fam == "cuda" else "cpu"
@@ -98,18 +103,18 @@ def main(argv=None):
         variants.append((True, False))
     if fam == "cuda":
         variants += [(False, True), (True, True)]
-    shape = (a.shape,) * 3
+    shape = (64,) * 3
     name = {(False, False): "fp32", (True, False): "bf16", (False, True): "fp32+graph", (True, True): "bf16+graph"}
     dev_name = torch.cuda.get_device_name() if fam == "cuda" else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     print(f"# DL phase step vs chain on the same device: {dev_name}; PyNX {fam} family"
-          + (f" (context shared with torch: {shared})" if fam == "cuda" else "") + f"; {a.n} crystals {a.shape}^3, "
+          + (f" (context shared with torch: {shared})" if fam == "cuda" else "") + f"; {a.n} crystals 64^3, "
           f"phase range {a.phase_range} rad, 6-px cross; median of {a.repeat} runs after a warm-up; "
           f"weights {card.get('sha256', '?')[:12]}")
     rows = {v: dict(model=[], build=[], step=[], dphi=[]) for v in variants}
     chains = {"short": [], "pynx": []}
     n_short, n_pynx = f"{a.raar}+{a.er}", "600+200"
     for k in range(a.n):
-        I, m = _pattern(a.seed + k, shape, a.phase_range)
+        I, m = _pattern(a.seed + k, a.phase_range)
         stored = np.fft.fftshift(np.where(m, 0, I)).astype(np.float32)
         ms = np.fft.fftshift(m).astype(np.int8)
         start = prediction_region(shape, bragg_peak(I, m), shape)
@@ -145,9 +150,8 @@ def main(argv=None):
             phi = np.arctan2(y[1], y[0])
             if ref_phi is None:
                 ref_phi = phi
-            d = np.angle(np.exp(1j * (phi - ref_phi)))
-            d = d - np.angle(np.sum(w * np.exp(1j * d)))
-            rows[v]["dphi"].append(float(np.sqrt(np.sum(w * np.angle(np.exp(1j * d)) ** 2) / np.sum(w))))
+            d = np.angle(np.exp(1j * (align_phase(ref_phi, phi, w) - ref_phi)))  # offset (and twin) removed
+            rows[v]["dphi"].append(float(np.sqrt(np.sum(w * d ** 2) / np.sum(w))))
         # the chain, from the float32 start, on the same family
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)

@@ -22,6 +22,8 @@ transposed / mirrored) — 48 in 3-D (cube patterns), 8 in 2-D.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 __all__ = ["PHASE_CHANNELS", "phase_channels", "phase_input", "phase_input_torch", "phase_weight",
@@ -81,8 +83,15 @@ def phase_input_torch(iobs, mask):
     top = float(meas.max()) if meas.numel() else 0.0
     x = torch.zeros(li.shape, dtype=torch.float32, device=dev) if top <= 0 else (li / top).float()
     x = x.masked_fill(m, 0.0)
-    coords = [torch.from_numpy(np.ascontiguousarray(c)).to(dev) for c in _coords(tuple(iobs.shape))]
-    return torch.stack([x, m.float()] + coords)
+    return torch.stack([x, m.float()] + list(_coords_on(tuple(iobs.shape), str(dev))))
+
+
+@functools.lru_cache(maxsize=8)
+def _coords_on(shape, device):
+    """:func:`_coords` as tensors on ``device``, made once per shape and device (not copied
+    to the device at every prediction)."""
+    import torch
+    return tuple(torch.from_numpy(np.ascontiguousarray(c)).to(device) for c in _coords(shape))
 
 
 def phase_weight(intensity) -> np.ndarray:

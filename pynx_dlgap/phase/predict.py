@@ -140,6 +140,12 @@ def predict_box(iobs, mask=None, model=None, weights=None, device: str = "cpu", 
 _BF16_COPIES = weakref.WeakKeyDictionary()
 
 
+def _param_key(model) -> tuple:
+    """Storage pointer and version counter of each parameter and buffer: changes when one is
+    replaced (e.g. ``.to()`` another device) or modified in place. Keys the model's caches."""
+    return tuple((t.data_ptr(), t._version) for t in (*model.parameters(), *model.buffers()))
+
+
 def bf16_model(model, device):
     """A bfloat16 copy of ``model`` on ``device`` (channels-last for a 3-D model), in eval mode.
 
@@ -152,8 +158,7 @@ def bf16_model(model, device):
 
     import torch
     dev = torch.device(device)
-    tensors = [*model.parameters(), *model.buffers()]
-    key = (str(dev), tuple((t.data_ptr(), t._version) for t in tensors))
+    key = (str(dev), _param_key(model))
     hit = _BF16_COPIES.get(model)
     if hit is not None and hit[0] == key:
         return hit[1]
@@ -286,7 +291,7 @@ def graphed_phase_model(model, device, bf16: bool, shape: tuple):
         m, dtype = bf16_model(model, dev), torch.bfloat16
     else:
         m, dtype = model.to(dev).eval(), torch.float32
-    key = tuple((t.data_ptr(), t._version) for t in [*model.parameters(), *model.buffers()])
+    key = _param_key(model)
     cache = _GRAPHS.setdefault(model, {})
     ck = (str(dev), bool(bf16), tuple(int(v) for v in shape))
     hit = cache.get(ck)
