@@ -17,18 +17,23 @@ simulation, with a 6-px cross gap), it times, in one process:
 
 for each variant of the step: float32 or a bfloat16 copy of the model (where the device
 runs bf16 natively), and, on CUDA, eager or a replayed CUDA graph of the model
-(``DLPhaseInit(cuda_graph=True)``). Every time is the median of ``--repeat`` runs after
-one warm-up run (which pays for cuDNN plans, graph capture and PyNX's kernel compilation).
+(``DLPhaseInit(cuda_graph=True)``); on the CPU the float32 model as given (``fp32 NCDHW``,
+channels-first, the baseline: how 0.7.7 ran it) and its channels-last copy (``fp32``,
+:func:`~pynx_dlgap.phase.predict.inference_copy`). Every time is the median of ``--repeat`` runs after
+one warm-up run (which pays for cuDNN plans, graph capture and PyNX's kernel compilation),
+the runs of the variants interleaved (so a drift of a shared machine's speed hits all alike).
 It prints each variant's share of both chains, and the weighted RMS difference (rad) of
 its predicted phase from the float32 eager one, so a faster variant is seen to predict the
 same phase.
 
     python benchmarks/phase_step.py --n 3                       # PyNX CPU family, 2 cores
     python benchmarks/phase_step.py --n 5 --pynx cuda --profile 25   # a GPU machine
+    python benchmarks/phase_step.py --count-ops                  # ops per device step (any device)
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -70,6 +75,70 @@ def _median_time(fn, repeat, family):
     return statistics.median(ts)
 
 
+@contextlib.contextmanager
+def _as_given():
+    """The float32 CPU prediction with the model itself (channels-first: the baseline, as up to
+    0.7.7) instead of its channels-last :func:`~pynx_dlgap.phase.predict.inference_copy`."""
+    import pynx_dlgap.phase.predict as P
+    P.CPU_CHANNELS_LAST = False
+    try:
+        yield
+    finally:
+        P.CPU_CHANNELS_LAST = True
+
+
+def _layout(v):
+    """The variant's model layout: channels-first for the CPU baseline row, else as shipped."""
+    return _as_given() if v[2:] == ("cf",) else contextlib.nullcontext()
+
+
+def count_step_ops(op, stored_t):
+    """Non-view ATen ops that one device step (``op._start_tensor``, the CUDA family's step, run
+    on ``stored_t``'s device) dispatches outside the model's call, and inside it, after a
+    warm-up call (caches filled). On a GPU each such op is at least one kernel launch, and
+    launches are what a 64^3 step costs there (``--profile``); counted the same way on any
+    device, so a CPU run shows what a change does to a GPU's launch count."""
+    import collections
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    import pynx_dlgap.phase.predict as P
+    free = {"empty", "empty_like", "empty_strided", "detach", "alias", "lift_fresh"}  # no kernel
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.n, self.names, self.inside = {"step": 0, "model": 0}, collections.Counter(), False
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            if not func.is_view and name not in free:
+                self.n["model" if self.inside else "step"] += 1
+                if not self.inside:
+                    self.names[name] += 1
+            return func(*args, **(kwargs or {}))
+
+    c = Count()
+    orig = P._run_phase_model
+
+    def model_call(*args, **kw):
+        c.inside = True
+        try:
+            return orig(*args, **kw)
+        finally:
+            c.inside = False
+
+    op._start_tensor(stored_t)  # warm-up: caches, cuDNN plans, graph capture
+    P._run_phase_model = model_call
+    try:
+        with c:
+            op._start_tensor(stored_t)
+    finally:
+        P._run_phase_model = orig
+    return c.n["step"], c.n["model"], c.names
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=3, help="crystals")
@@ -82,6 +151,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=1_990_000_000)
     ap.add_argument("--profile", type=int, default=0, metavar="ROWS",
                     help="CUDA: print torch's profile of one DL step per variant (first crystal), top ROWS ops")
+    ap.add_argument("--count-ops", action="store_true",
+                    help="only count the ATen ops of one device step per variant (first crystal; count_step_ops) and exit")
     a = ap.parse_args(argv)
     import torch
     from pynx_dlgap.evaluate.phasing import import_pynx_cdi, phase_pattern
@@ -99,17 +170,35 @@ def main(argv=None):
     pcdi = import_pynx_cdi(fam)
     model, card = load_phase_model(a.weights, 3)
     variants = [(False, False)]
+    if fam == "cpu":  # the model run as given (channels-first, 0.7.7), side by side with the channels-last copy
+        variants.insert(0, (False, False, "cf"))
     if bf16_native(dev):
         variants.append((True, False))
     if fam == "cuda":
         variants += [(False, True), (True, True)]
     shape = (64,) * 3
-    name = {(False, False): "fp32", (True, False): "bf16", (False, True): "fp32+graph", (True, True): "bf16+graph"}
+    name = {(False, False, "cf"): "fp32 NCDHW", (False, False): "fp32", (True, False): "bf16", (False, True): "fp32+graph", (True, True): "bf16+graph"}
     dev_name = torch.cuda.get_device_name() if fam == "cuda" else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     print(f"# DL phase step vs chain on the same device: {dev_name}; PyNX {fam} family"
           + (f" (context shared with torch: {shared})" if fam == "cuda" else "") + f"; {a.n} crystals 64^3, "
           f"phase range {a.phase_range} rad, 6-px cross; median of {a.repeat} runs after a warm-up; "
           f"weights {card.get('sha256', '?')[:12]}")
+    if a.count_ops:
+        I, m = _pattern(a.seed, a.phase_range)
+        stored_t = torch.from_numpy(np.fft.fftshift(np.where(m, np.float32(-1.05e38), I)).astype(np.float32)).to(dev)
+        print(f"{'variant':11} {'step ops':>9} {'model ops':>10}  most frequent outside the model")
+        for v in variants:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                op = DLPhaseInit(model=model, family="cpu" if fam == "cpu" else fam, bf16=v[0], cuda_graph=v[1],
+                                 device=dev)
+            with _layout(v):
+                n_step, n_model, names = count_step_ops(op, stored_t)
+            top = ", ".join(f"{k} {n}" for k, n in names.most_common(6))
+            print(f"{name[v]:11} {n_step:9d} {n_model:10d}  {top}")
+        print("Non-view ATen ops dispatched by one DLPhaseInit device step (_start_tensor: decode, checks, box, input, "
+              "phase placement, start object, support), outside and inside the model call; PyNX's ScaleObj not included.")
+        return
     rows = {v: dict(model=[], build=[], step=[], dphi=[]) for v in variants}
     chains = {"short": [], "pynx": []}
     n_short, n_pynx = f"{a.raar}+{a.er}", "600+200"
@@ -121,37 +210,55 @@ def main(argv=None):
         x = torch.from_numpy(phase_input(_take(I, start, shape, 0.0), _take(m, start, shape, True)))[None].to(dev)
         w = x[0, 0].double().cpu().numpy()
         ref_phi = None
+        calls = {}
         for v in variants:
-            b16, graph = v
-            rows[v]["model"].append(_median_time(lambda: _run_phase_model(model, x, dev, b16, graph=graph),
-                                                 a.repeat, fam))
+            b16, graph = v[:2]
+            with _layout(v):
 
-            def build():
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    return (DLPhaseInit(model=model, family=fam, bf16=b16, cuda_graph=graph, device=dev),
-                            pcdi.CDI(stored.copy(), mask=ms))
-            rows[v]["build"].append(_median_time(build, a.repeat, fam))
-            op, cdi = build()
+                def build(b16=b16, graph=graph):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", DeprecationWarning)
+                        return (DLPhaseInit(model=model, family=fam, bf16=b16, cuda_graph=graph, device=dev),
+                                pcdi.CDI(stored.copy(), mask=ms))
+                rows[v]["build"].append(_median_time(build, a.repeat, fam))
+                op, cdi = build()
 
-            def step():
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    return op * cdi  # the DL start overwrites the object and support: repeatable
-            rows[v]["step"].append(_median_time(step, a.repeat, fam))
-            if a.profile and k == 0 and fam == "cuda":
-                from torch.profiler import ProfilerActivity, profile
-                with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-                    step()
-                    _sync(fam)
-                print(f"## profile of one DL step, {name[v]} (torch ops only; PyNX's own kernels are not seen)")
-                print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=a.profile))
-            y = _run_phase_model(model, x, dev, b16, graph=graph)[0].cpu().numpy().astype(np.float64)
+                def step(op=op, cdi=cdi):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", DeprecationWarning)
+                        return op * cdi  # the DL start overwrites the object and support: repeatable
+
+                def call(b16=b16, graph=graph):
+                    return _run_phase_model(model, x, dev, b16, graph=graph)
+                step()
+                y = call()[0].cpu().numpy().astype(np.float64)  # warm-up of both (plans, graph capture)
+                calls[v] = (call, step)
+                if a.profile and k == 0 and fam == "cuda":
+                    from torch.profiler import ProfilerActivity, profile
+                    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                        step()
+                        _sync(fam)
+                    print(f"## profile of one DL step, {name[v]} (torch ops only; PyNX's own kernels are not seen)")
+                    print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=a.profile))
             phi = np.arctan2(y[1], y[0])
             if ref_phi is None:
                 ref_phi = phi
             d = np.angle(np.exp(1j * (align_phase(ref_phi, phi, w) - ref_phi)))  # offset (and twin) removed
             rows[v]["dphi"].append(float(np.sqrt(np.sum(w * d ** 2) / np.sum(w))))
+        # timed runs interleaved over the variants (a drift of the machine's speed hits all alike)
+        ts = {v: dict(model=[], step=[]) for v in variants}
+        for _ in range(a.repeat):
+            for v in variants:
+                with _layout(v):
+                    for what, fn in zip(("model", "step"), calls[v]):
+                        _sync(fam)
+                        t0 = time.perf_counter()
+                        fn()
+                        _sync(fam)
+                        ts[v][what].append(time.perf_counter() - t0)
+        for v in variants:
+            for what in ("model", "step"):
+                rows[v][what].append(statistics.median(ts[v][what]))
         # the chain, from the float32 start, on the same family
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -181,7 +288,7 @@ def main(argv=None):
               f"{statistics.median(r['build']):11.4f}")
     print(f"\nchain {n_short}: median {statistics.median(chains['short']):.3f} s; {n_pynx}: "
           f"{statistics.median(chains['pynx']):.3f} s. Shares: mean over crystals of step / chain; 'max %' the "
-          f"largest share of the {n_short} chain; dphi: largest weighted RMS difference from fp32 eager;\n"
+          f"largest share of the {n_short} chain; dphi: largest weighted RMS difference from the first row's phase;\n"
           f"DL step: `op * cdi` on a CDI already built (and on the GPU: uploaded), the operator built once, as in "
           f"`ER**50 * DLPhaseInit() * cdi`; op+CDI: building the operator (model given) and the CDI, not in the share.")
 

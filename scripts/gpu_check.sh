@@ -75,8 +75,9 @@ if [[ $STEPS == *tests* ]]; then
 fi
 if [[ $STEPS == *phasestep* ]]; then
     log "DL phase step vs chain on the GPU (eager and CUDA graph)"
-    timeout 200 $PY benchmarks/phase_step.py --n 5 --repeat 5 --pynx cuda 2>&1 | grep -v -E "Warning|imodel - iobs" \
-        | tee "$OUT/phase_step_gpu.txt"
+    { timeout 60 $PY benchmarks/phase_step.py --count-ops --pynx cuda
+      timeout 240 $PY benchmarks/phase_step.py --n 5 --repeat 5 --pynx cuda --profile 25; } 2>&1 \
+        | grep -v -E "Warning|imodel - iobs" | tee "$OUT/phase_step_gpu.txt"
 fi
 if [[ $STEPS == *pipeline* ]]; then
     log "pipeline (all on the GPU)"

@@ -128,6 +128,38 @@ def test_device_start_matches_host_start(tiny, data, estimated, bf16, monkeypatc
     assert sup_h.sum() > 0
 
 
+@pytest.mark.parametrize("case", ["larger", "smaller"])
+def test_device_start_matches_host_start_off_the_models_size(tiny, data, case):
+    """The device step on patterns that are not the model's box: larger (odd 154 x 147, the
+    Bragg peak off-centre, so the region follows the peak found on the device) and smaller
+    (105 x 117, the box runs past the array); the same region, object and support as the
+    host step (scipy's peak search, numpy's shifts)."""
+    I, m, _ = data
+    if case == "larger":
+        pad = ((21, 5), (6, 13))
+        I2, m2 = np.pad(I, pad).astype(np.float32), np.pad(m, pad)
+    else:
+        I2, m2 = I[9:-14, 6:-5].copy(), m[9:-14, 6:-5].copy()
+    pc = import_pynx_cdi("cpu")
+    stored = np.fft.ifftshift(np.where(m2, np.float32(-1.05e38), I2)).astype(np.float32)  # fftshift(stored) = centred
+    op = DLPhaseInit(model=tiny, family="cpu")
+    obj_h, sup_h = op._start(pc.CDI(stored.copy()))
+    info_h = dict(op._info)
+    s0 = stored.copy()
+    obj_t, sup_t = op._start_tensor(torch.from_numpy(stored))
+    np.testing.assert_array_equal(stored, s0)  # the input is left as it was
+    assert op._info["region_start"] == info_h["region_start"]
+    if case == "larger":
+        assert op._info["peak"] == info_h["peak"] and info_h["region_start"] != [13, 9]  # not the centred box
+    else:
+        assert op._info["peak"] is None and info_h["peak"] is None
+    got = np.fft.ifftshift(obj_t.numpy())  # stored (PyNX: fftshift of centred) -> centred, any parity
+    np.testing.assert_allclose(got, obj_h, rtol=0, atol=2e-5 * np.abs(obj_h).max())
+    sup_c = np.fft.ifftshift(sup_t.numpy())
+    assert np.count_nonzero(sup_c != sup_h) <= max(2, sup_h.size // 5000) and sup_h.sum() > 0
+    assert op._info["support_points"] == int(sup_t.sum())
+
+
 def test_noise_perturbs_the_predicted_phase_by_its_rms(tiny, data):
     """noise=σ adds a smooth field of RMS σ to the predicted phase inside the model's box, the
     same on the host and device paths; noise=0 is the plain prediction."""

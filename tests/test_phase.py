@@ -225,6 +225,60 @@ def test_bf16_copy_is_cached_and_follows_parameter_changes():
     assert torch.equal(next(b.parameters()), next(model.parameters()).to(torch.bfloat16))
 
 
+def test_cpu_float32_runs_a_channels_last_copy_with_the_models_output():
+    """On the CPU the float32 phase model runs as a cached channels-last copy
+    (inference_copy): the same output as the model itself to float32 rounding, a copy apart
+    from the bf16 one, and the model passed is left as it was (layout, training mode)."""
+    from pynx_dlgap.phase.predict import _run_phase_model, bf16_model, inference_copy
+    torch.manual_seed(int(np.random.default_rng().integers(1 << 30)))
+    model = build_model(TINY_PHASE3).train()
+    x = torch.randn(2, 5, 16, 16, 16)
+    with torch.no_grad():
+        ref = model.eval()(x)
+    model.train()
+    got = _run_phase_model(model, x, "cpu", False)
+    assert model.training and all(p.is_contiguous() for p in model.parameters())
+    assert got.dtype == torch.float32 and got.shape == ref.shape
+    assert (got - ref).abs().max() < 1e-4 * ref.abs().max()
+    c = inference_copy(model, "cpu")
+    assert c is inference_copy(model, "cpu") and c is not bf16_model(model, "cpu")
+    w = next(p for p in c.parameters() if p.ndim == 5)
+    assert w.is_contiguous(memory_format=torch.channels_last_3d) and not c.training
+
+
+@pytest.mark.parametrize("shape,sigma", [((17, 12, 9), 1.0), ((3, 20, 11), 2.3), ((31, 6), 0.7), ((40,), 3.0)])
+def test_gaussian_filter_torch_matches_scipy(shape, sigma):
+    """gaussian_filter_torch against scipy.ndimage.gaussian_filter (float64, mode 'reflect'),
+    odd and even axes, an axis shorter than the radius (3 px at sigma 2.3: r = 9)."""
+    from scipy.ndimage import gaussian_filter
+
+    from pynx_dlgap.phase.predict import gaussian_filter_torch
+    a = np.random.default_rng().gamma(0.5, 3.0, size=shape)
+    t = torch.from_numpy(a.copy())
+    got = gaussian_filter_torch(t, sigma)
+    np.testing.assert_array_equal(t.numpy(), a)
+    assert got.dtype == torch.float64 and tuple(got.shape) == shape
+    np.testing.assert_allclose(got.numpy(), gaussian_filter(a, sigma), rtol=1e-12, atol=1e-12 * a.max())
+    g32 = gaussian_filter_torch(t.float(), sigma)
+    assert g32.dtype == torch.float32
+    np.testing.assert_allclose(g32.numpy(), gaussian_filter(a.astype(np.float32).astype(np.float64), sigma), rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(6, 8, 4), (5, 7, 9), (9, 4)])
+def test_shift_torch_matches_numpy_fftshift(shape):
+    """shift_torch(x, k): k fftshifts (k < 0: ifftshifts) as one gather, equal to numpy's."""
+    from pynx_dlgap.phase.predict import shift_torch
+    a = np.random.default_rng().normal(size=shape) + 1j * np.random.default_rng().normal(size=shape)
+    t = torch.from_numpy(a)
+    np.testing.assert_array_equal(shift_torch(t, 1).numpy(), np.fft.fftshift(a))
+    np.testing.assert_array_equal(shift_torch(t, -1).numpy(), np.fft.ifftshift(a))
+    np.testing.assert_array_equal(shift_torch(t, 2).numpy(), np.fft.fftshift(np.fft.fftshift(a)))
+    b = torch.from_numpy(a > 0.3)
+    np.testing.assert_array_equal(shift_torch(b, 1).numpy(), np.fft.fftshift(a > 0.3))
+    same = shift_torch(t, 2, copy=False)
+    assert (same is t) == all(n % 2 == 0 for n in shape)
+
+
 class _Pointwise(torch.nn.Module):
     """A phase 'model' that is a pointwise function of the intensity and mask channels:
     equivariant under every symmetry of the inputs by construction (the coordinate

@@ -134,72 +134,95 @@ class _DLPhaseInitCore:
     def _start_tensor(self, s):
         """(object, support) in PyNX's stored layout as tensors on ``s.device``.
 
-        ``s``: the stored iobs tensor (a view of ``cdi._cu_iobs`` on the CUDA family);
-        everything is read from it, only the model's input box is copied to the host
-        (for :func:`phase_input`).
-        Same values as :meth:`_start` followed by PyNX's ``set_obj/set_support(shift=True)``
-        (float rounding; compared on the CPU by the tests). Support None: keep the CDI's.
+        ``s``: the stored iobs tensor (a view of ``cdi._cu_iobs`` on the CUDA family); all
+        of it runs on ``s.device``. Same values as :meth:`_start` followed by PyNX's
+        ``set_obj/set_support(shift=True)`` (float rounding; compared on the CPU by the
+        tests). Support None: keep the CDI's.
+
+        Written for a GPU, where a step this size costs its launches and host waits, not
+        its arithmetic: the model's box is gathered from the stored layout in one kernel
+        and the phase written back the same way (no full-array shifts: the object is built
+        from the stored layout, ``ifftn`` there, and shifted once for the support and once
+        to store it, :func:`~pynx_dlgap.phase.predict.shift_torch`); the input checks (and
+        the Bragg peak, searched only for a pattern larger than the box) come back to the
+        host in one transfer, the only wait before the model; the support's size in
+        ``info`` is read when the caller has synchronised (:meth:`_finish_info`).
         """
         import torch
-        from ..phase.predict import _model_shape, box_slices, gaussian_filter_torch, prediction_region, predict_on_box
+        from ..phase.predict import (_model_shape, _stored_box_index, box_slices, gaussian_filter_torch, needs_peak,
+                                     prediction_region, predict_on_box, shift_torch)
         t0 = time.perf_counter()
         ndim = s.ndim
         self._check_dims(ndim)
         dev = s.device
-        # decode on the device as _decode_for_phase: estimated pixels as their estimate
+        shape = tuple(int(v) for v in s.shape)
+        size = _model_shape(self._model, self._card, ndim)
+        # decode on the device as _decode_for_phase: estimated pixels as their estimate (stored layout)
         s32 = s.float()
         masked = s32 <= MASKED_MAX
         est = (s32 > MASKED_MAX) & (s32 <= ESTIMATE_MAX)
         free = (s32 > ESTIMATE_MAX) & (s32 < 0)
-        zero = torch.zeros((), dtype=torch.float32, device=dev)
-        inten = torch.where(s32 >= 0, s32, torch.where(free, -s32 - 1, zero))
+        inten = torch.where(s32 >= 0, s32, torch.where(free, -s32 - 1, 0.0))
         inten = torch.where(est, (-s.double() / 1e19 - 1).float(), inten).clamp_min(0)
-        I_c, m_c = torch.fft.fftshift(inten), torch.fft.fftshift(masked)
+        checks = [masked.all(), ~torch.isfinite(s32).all()]
+        if needs_peak(shape, size):  # the Bragg peak (bragg_peak: 1-px Gaussian, argmax), centred layout
+            sm = gaussian_filter_torch(shift_torch(inten.masked_fill(masked, 0.0)), 1.0)
+            checks.append(torch.argmax(sm))
+        vals = torch.stack([c.to(torch.int64) for c in checks]).tolist()  # one wait for the device
         from .._checks import PatternError
-        if bool(m_c.all()):
+        if vals[0]:
             raise PatternError("DLPhaseInit: every voxel of cdi.iobs is masked")
-        if not bool(torch.isfinite(s32).all()):
+        if vals[1]:
             raise PatternError("DLPhaseInit: cdi.iobs holds NaN/inf values")
-        # the Bragg peak (bragg_peak: 1-px Gaussian, argmax) and the model's box, on the device
-        sm = gaussian_filter_torch(torch.where(m_c, zero, I_c), 1.0)
-        peak = tuple(int(v) for v in torch.unravel_index(torch.argmax(sm), sm.shape))
-        size = _model_shape(self._model, self._card, ndim)
-        start = prediction_region(tuple(I_c.shape), peak, size)
-        dst, src = box_slices(tuple(I_c.shape), start, size)
-        I_box = torch.zeros(size, dtype=torch.float32, device=dev)
-        m_box = torch.ones(size, dtype=torch.bool, device=dev)
-        I_box[src], m_box[src] = I_c[dst], m_c[dst]
+        peak = tuple(int(v) for v in np.unravel_index(vals[2], shape)) if len(vals) > 2 else None
+        start = prediction_region(shape, peak or (0,) * ndim, size)
+        dst, src = box_slices(shape, start, size)
+        idx = _stored_box_index(shape, tuple((d.start, d.stop) for d in dst), str(dev))  # centred dst, stored layout
+        sub = tuple(d.stop - d.start for d in dst)
+        if sub == tuple(size):
+            I_box, m_box = inten.take(idx), masked.take(idx)
+        else:  # the box runs past the array: masked there
+            I_box = torch.zeros(size, dtype=torch.float32, device=dev)
+            m_box = torch.ones(size, dtype=torch.bool, device=dev)
+            I_box[src], m_box[src] = inten.take(idx), masked.take(idx)
         from ..precision import resolve_bf16
         bf16 = resolve_bf16(self._bf16, dev, "DLPhaseInit")
         ph_box = predict_on_box(self._model, I_box, m_box, dev, bf16=bf16, tta=self.tta, graph=self.cuda_graph)
-        info = {"peak": list(peak), "region_start": list(start), "region_shape": list(size),
+        info = {"peak": None if peak is None else list(peak), "region_start": list(start), "region_shape": list(size),
                 "seconds": time.perf_counter() - t0, "device": str(dev), "bf16": bf16, "tta": int(self.tta),
                 "cuda_graph": bool(self.cuda_graph)}
         nb = self._noise_box(size)
         if nb is not None:
             ph_box = ph_box + torch.from_numpy(nb).to(dev)
             info.update(noise_rms=self.noise, noise_seed=self.noise_seed)
-        phase = torch.full(I_c.shape, float("nan"), dtype=torch.float32, device=dev)
-        phase[dst] = ph_box[src]
-        known = torch.isfinite(phase) & ~m_c
-        amp = torch.where(known, torch.sqrt(I_c.double()), torch.zeros((), dtype=torch.float64, device=dev))
-        f = torch.polar(amp, torch.where(known, phase.double(), torch.zeros((), dtype=torch.float64, device=dev)))
-        obj = torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(f))).to(torch.complex64)
+        # the phase in the stored layout (NaN outside the region), then IFT(sqrt(I) exp(i phase)) there
+        phase = torch.full(shape, float("nan"), dtype=torch.float32, device=dev)
+        phase.view(-1).index_copy_(0, idx.view(-1), ph_box[src].reshape(-1))
+        known = torch.isfinite(phase) & ~masked
+        f = torch.polar(torch.where(known, torch.sqrt(inten.double()), 0.0), torch.where(known, phase.double(), 0.0))
+        obj_u = torch.fft.ifftn(f).to(torch.complex64)  # = ifftshift(centred object)
+        sup = None
         if self._support is None or self._support is True:
-            a = gaussian_filter_torch(obj.abs(), self._sigma)
-            sup = a > self._thr * a.max()
-        elif self._support is False:
-            sup = None
-        else:
+            a = gaussian_filter_torch(shift_torch(obj_u.abs(), 1), self._sigma)  # centred |obj|
+            sup = shift_torch(a > self._thr * a.max(), 1)  # stored
+        elif self._support is not False:
             sup = torch.as_tensor(np.asarray(self._support, bool), device=dev)
-            if tuple(sup.shape) != tuple(I_c.shape):
-                raise ValueError(f"support shape {tuple(sup.shape)} != pattern shape {tuple(I_c.shape)}")
-        info.update(seconds_total=time.perf_counter() - t0,
-                    support_points=None if sup is None else int(sup.sum()),
+            if tuple(sup.shape) != shape:
+                raise ValueError(f"support shape {tuple(sup.shape)} != pattern shape {shape}")
+            sup = shift_torch(sup, 1)
+        info.update(seconds_total=time.perf_counter() - t0, support_points=None if sup is None else sup.sum(),
                     weights_sha256=(self._card or {}).get("sha256"))
         self._info = info
-        # PyNX's set_obj(..., shift=True) stores fftshift(centred)
-        return torch.fft.fftshift(obj), None if sup is None else torch.fft.fftshift(sup)
+        if dev.type == "cpu":
+            self._finish_info()
+        # PyNX's set_obj(..., shift=True) stores fftshift(centred) = fftshift(fftshift(obj_u))
+        return shift_torch(obj_u, 2, copy=False), sup
+
+    def _finish_info(self):
+        """The support's size in ``self._info`` as an int (read after the device work is done)."""
+        n = self._info.get("support_points")
+        if n is not None and not isinstance(n, int):
+            self._info["support_points"] = int(n)
 
 
 def _make_cpu_class():
@@ -294,7 +317,9 @@ def _make_cuda_class():
                 if sup is not None:
                     sp.copy_(sup.reshape(sp.shape).to(sp.dtype))
                 torch.cuda.synchronize(s.device)
+                self._finish_info()
             else:
+                self._finish_info()
                 cdi._cu_obj.set(obj.cpu().numpy().reshape(cdi._cu_obj.shape))
                 if sup is not None:
                     cdi._cu_support.set(sup.cpu().numpy().astype(np.int8).reshape(cdi._cu_support.shape))

@@ -71,7 +71,8 @@ def phase_input_torch(iobs, mask):
     ``iobs`` (float) and ``mask`` (bool) of the same shape on one device; returns the
     ``(C, *shape)`` float32 input there. The log is taken in float64 as in
     :func:`phase_input`, so both agree to float32 rounding (tested). Used by the CUDA
-    family of ``DLPhaseInit``, whose box is already on the GPU.
+    family of ``DLPhaseInit``, whose box is already on the GPU; nothing in it waits for
+    the device.
     """
     import torch
     if tuple(mask.shape) != tuple(iobs.shape):
@@ -79,10 +80,8 @@ def phase_input_torch(iobs, mask):
     dev = iobs.device
     m = mask.to(device=dev, dtype=torch.bool)
     li = torch.log1p(iobs.to(torch.float64).clamp_min(0))
-    meas = li[~m]
-    top = float(meas.max()) if meas.numel() else 0.0
-    x = torch.zeros(li.shape, dtype=torch.float32, device=dev) if top <= 0 else (li / top).float()
-    x = x.masked_fill(m, 0.0)
+    top = li.masked_fill(m, float("-inf")).amax()  # kept on the device: no host synchronisation
+    x = torch.where(top > 0, li / top, 0.0).float().masked_fill(m, 0.0)
     return torch.stack([x, m.float()] + list(_coords_on(tuple(iobs.shape), str(dev))))
 
 

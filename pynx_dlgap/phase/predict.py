@@ -13,7 +13,8 @@ PyNX and ``pynx-cdi-id01`` centre it). The prediction **region** is that cube
 on the array; along a longer axis, centred on the Bragg peak (the maximum of the
 measured intensity after a 1-px Gaussian smoothing) and kept inside the array:
 
-* a larger pattern: the ``n``-cube around the peak is predicted; the
+* a larger pattern (:func:`needs_peak`; the peak is searched only then): the ``n``-cube
+  around the peak is predicted; the
   phase outside it is unknown (``NaN``), and :func:`start_object` builds the
   **low-resolution** object from the region alone (``sqrt(I) exp(i phase)``
   inside the region, 0 outside, inverse FT on the full grid: the object
@@ -27,6 +28,7 @@ inverted object ``conj(o(-r))`` has the FT ``conj(F(q))``) and a global offset: 
 """
 from __future__ import annotations
 
+import functools
 import time
 import weakref
 from pathlib import Path
@@ -38,7 +40,7 @@ from .inputs import apply_symmetry, phase_input, phase_input_torch
 
 __all__ = ["predict_phase", "predict_box", "predict_on_box", "view_phases", "phase_views", "invert_symmetry",
            "twin_phase", "align_phase", "box_slices", "smooth_noise", "gaussian_filter_torch", "start_object", "support_from_object", "load_phase_model", "default_weights",
-           "bragg_peak", "prediction_region", "read_phase_card", "graphed_phase_model"]
+           "bragg_peak", "prediction_region", "read_phase_card", "graphed_phase_model", "inference_copy", "bf16_model", "shift_torch", "needs_peak"]
 
 _WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -106,7 +108,8 @@ def predict_box(iobs, mask=None, model=None, weights=None, device: str = "cpu", 
 
     Returns ``(phase_box, start, info)``: ``phase_box`` (radians, the model's input shape,
     float32 tensor), ``start`` the box's first index in the pattern (it may run past the
-    array, see :func:`prediction_region`) and a dict (peak, region, seconds, device, bf16).
+    array, see :func:`prediction_region`) and a dict (peak, region, seconds, device, bf16;
+    ``peak`` is ``None`` where the region does not depend on it, :func:`needs_peak`).
     ``bf16``, ``tta``: see :func:`predict_on_box`.
     :func:`predict_phase` places it into a pattern-sized array (the CUDA-family
     ``DLPhaseInit`` finds the peak and cuts the box on the GPU, then calls
@@ -125,19 +128,23 @@ def predict_box(iobs, mask=None, model=None, weights=None, device: str = "cpu", 
     from ..precision import resolve_bf16
     bf16 = resolve_bf16(bf16, device, "the phase model")
     t0 = time.perf_counter()
-    peak = bragg_peak(iobs, mask)
-    start = prediction_region(iobs.shape, peak, size)
+    peak = bragg_peak(iobs, mask) if needs_peak(iobs.shape, size) else None
+    start = prediction_region(iobs.shape, peak or (0,) * dims, size)
     ph_box = predict_on_box(model, _take(np.asarray(iobs, np.float32), start, size, 0.0),
                             _take(mask, start, size, True), device, bf16=bf16, tta=tta)
-    info = {"peak": list(peak), "region_start": list(start), "region_shape": list(size),
+    info = {"peak": None if peak is None else list(peak), "region_start": list(start), "region_shape": list(size),
             "seconds": time.perf_counter() - t0, "device": str(device), "bf16": bool(bf16), "tta": int(tta)}
     if card is not None:
         info["weights_sha256"] = card.get("sha256")
     return ph_box, start, info
 
 
-#: bfloat16 copies of phase models, refreshed when a parameter changes (see :func:`bf16_model`)
-_BF16_COPIES = weakref.WeakKeyDictionary()
+#: run the float32 phase model on the CPU as a channels-last :func:`inference_copy` (False: the
+#: model as given, channels-first, as up to 0.7.7; ``benchmarks/phase_step.py`` times both)
+CPU_CHANNELS_LAST = True
+
+#: inference copies of phase models: model -> {(device, dtype): (parameter key, copy)} (see :func:`inference_copy`)
+_COPIES = weakref.WeakKeyDictionary()
 
 
 def _param_key(model) -> tuple:
@@ -146,27 +153,45 @@ def _param_key(model) -> tuple:
     return tuple((t.data_ptr(), t._version) for t in (*model.parameters(), *model.buffers()))
 
 
-def bf16_model(model, device):
-    """A bfloat16 copy of ``model`` on ``device`` (channels-last for a 3-D model), in eval mode.
+def inference_copy(model, device, dtype=None):
+    """A copy of ``model`` on ``device`` in ``dtype`` (default float32), channels-last for a 3-D
+    model, in eval mode: what the phase model runs as in bf16 (any device) and in float32
+    on the CPU.
 
-    Cached per model: built once, and again only when one of the model's parameters or
-    buffers is replaced or modified in place (their storage and version counters are
-    compared), so repeated predictions do not pay for the conversion. The model itself
-    is never changed.
+    channels_last_3d: oneDNN's 3-D convolutions are faster in it; for the shipped 3-D phase
+    model in float32 on a 2-core AVX2 CPU, 0.39 s per 64^3 prediction against 0.52 s
+    channels-first (1.3x; the phase differs by 5e-5 rad RMS, ``benchmarks/phase_step.py``
+    times the operator).
+
+    Cached per model and (device, dtype): built once, and again only when one of the model's
+    parameters or buffers is replaced or modified in place (their storage and version
+    counters are compared), so repeated predictions do not pay for the conversion. The
+    model itself is never changed.
     """
     import copy
 
     import torch
     dev = torch.device(device)
-    key = (str(dev), _param_key(model))
-    hit = _BF16_COPIES.get(model)
+    dtype = torch.float32 if dtype is None else dtype
+    key = _param_key(model)
+    per = _COPIES.get(model)
+    if per is None:
+        per = _COPIES[model] = {}
+    ck = (str(dev), str(dtype))
+    hit = per.get(ck)
     if hit is not None and hit[0] == key:
         return hit[1]
-    m = copy.deepcopy(model).to(device=dev, dtype=torch.bfloat16).eval()
+    m = copy.deepcopy(model).to(device=dev, dtype=dtype).eval()
     if int((getattr(model, "config", None) or {}).get("kwargs", {}).get("dims", 0)) == 3:
         m = m.to(memory_format=torch.channels_last_3d)
-    _BF16_COPIES[model] = (key, m)
+    per[ck] = (key, m)
     return m
+
+
+def bf16_model(model, device):
+    """The bfloat16 :func:`inference_copy` of ``model`` on ``device`` (channels-last in 3-D)."""
+    import torch
+    return inference_copy(model, device, torch.bfloat16)
 
 
 def phase_views(dims: int, k: int) -> list:
@@ -221,9 +246,9 @@ def _run_phase_model(model, x, device, bf16, graph: bool = False):
     if graph:
         g = graphed_phase_model(model, x.device, b16, tuple(x.shape))
         return g(x)
-    if b16:
-        m = bf16_model(model, device)
-        x = x.to(torch.bfloat16)
+    if b16 or (x.device.type == "cpu" and CPU_CHANNELS_LAST):  # a channels-last copy; CUDA float32: the model as given
+        m = inference_copy(model, x.device, torch.bfloat16 if b16 else torch.float32)
+        x = x.to(torch.bfloat16) if b16 else x
         if x.ndim == 5:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         with torch.no_grad():
@@ -267,9 +292,10 @@ class _GraphedCall:
             self.static_out = m(self.static_in)
 
     def __call__(self, x):
+        import torch
         self.static_in.copy_(x)
         self.graph.replay()
-        return self.static_out.float().clone()
+        return self.static_out.to(torch.float32, copy=True)
 
 
 def graphed_phase_model(model, device, bf16: bool, shape: tuple):
@@ -425,29 +451,86 @@ def support_from_object(obj, threshold: float = 0.2, sigma: float = 1.0) -> np.n
     return a > threshold * a.max()
 
 
+@functools.lru_cache(maxsize=64)
+def _gauss_taps(sigma: float, r: int, device: str):
+    """The ``2r+1`` normalised Gaussian taps (float64, shaped for ``conv1d``) on ``device``."""
+    import torch
+    x = torch.arange(-r, r + 1, dtype=torch.float64)
+    w = torch.exp(-0.5 * (x / float(sigma)) ** 2)
+    return (w / w.sum()).view(1, 1, -1).to(device)
+
+
+@functools.lru_cache(maxsize=64)
+def _reflect_index(n: int, r: int, device: str):
+    """Indices of an axis of length ``n`` padded by ``r`` on each side, scipy's ``'reflect'``."""
+    import torch
+    k = np.arange(-r, n + r)
+    while (k < 0).any() or (k >= n).any():  # axes shorter than the radius: scipy reflects repeatedly
+        k = np.where(k < 0, -k - 1, k)
+        k = np.where(k >= n, 2 * n - 1 - k, k)
+    return torch.from_numpy(k.astype(np.int64)).to(device)
+
+
 def gaussian_filter_torch(a, sigma: float, truncate: float = 4.0):
     """``scipy.ndimage.gaussian_filter(a, sigma)`` (mode ``'reflect'``) for a real torch tensor,
-    on its device: separable, radius ``int(truncate * sigma + 0.5)``, float64 weights."""
+    on its device: separable, radius ``int(truncate * sigma + 0.5)``, float64 weights and sums.
+
+    Per axis one gather of the reflect-padded lines and one ``conv1d`` over all of them
+    (two kernels, the taps and indices cached per device): on a GPU the cost is the
+    launches, and a per-tap loop took 2r+1 times as many.
+    """
     import torch
     r = int(truncate * float(sigma) + 0.5)
     if sigma <= 0 or r == 0:
         return a.clone()
-    x = torch.arange(-r, r + 1, dtype=torch.float64)
-    w = torch.exp(-0.5 * (x / float(sigma)) ** 2)
-    w = (w / w.sum()).to(device=a.device)
+    dev = str(a.device)
+    w = _gauss_taps(float(sigma), r, dev)
     out = a.double()
     for ax in range(a.ndim):
         n = a.shape[ax]
-        k = torch.arange(-r, n + r, device=a.device)
-        k = torch.where(k < 0, -k - 1, k)  # 'reflect': d c b a | a b c d | d c b a
-        k = torch.where(k >= n, 2 * n - 1 - k, k)
-        k = k.clamp(0, n - 1)  # axes shorter than the radius (scipy reflects repeatedly)
-        pad = out.index_select(ax, k)
-        acc = torch.zeros_like(out)
-        for j in range(2 * r + 1):
-            acc += w[j] * pad.narrow(ax, j, n)
-        out = acc
+        lines = out.movedim(ax, -1).index_select(-1, _reflect_index(n, r, dev))  # contiguous (..., n + 2r)
+        y = torch.nn.functional.conv1d(lines.reshape(-1, 1, n + 2 * r), w)  # the taps are symmetric
+        out = y.view(*lines.shape[:-1], n).movedim(-1, ax)
     return out.to(a.dtype)
+
+
+@functools.lru_cache(maxsize=32)
+def _shift_index(shape: tuple, k: int, device: str):
+    """Flat indices ``idx`` with ``x.take(idx)`` = ``k`` successive ``fftshift`` of ``x``
+    (``k < 0``: ``ifftshift``); ``None`` where that is the identity."""
+    import torch
+    idx = np.arange(int(np.prod(shape))).reshape(shape)
+    for _ in range(abs(int(k))):
+        idx = np.fft.fftshift(idx) if k > 0 else np.fft.ifftshift(idx)
+    if np.array_equal(idx.ravel(), np.arange(idx.size)):
+        return None
+    return torch.from_numpy(np.ascontiguousarray(idx)).to(device)
+
+
+def shift_torch(x, k: int = 1, copy: bool = True):
+    """``k`` successive ``torch.fft.fftshift`` of ``x`` (``k < 0``: ``ifftshift``), any parity,
+    as one gather with cached indices (``torch.fft.fftshift`` rolls one axis at a time).
+    ``copy=False``: ``x`` itself where the shifts cancel (e.g. two on an even shape)."""
+    idx = _shift_index(tuple(int(v) for v in x.shape), int(k), str(x.device))
+    if idx is None:
+        return x.clone() if copy else x
+    return x.take(idx)
+
+
+@functools.lru_cache(maxsize=32)
+def _stored_box_index(shape: tuple, dst: tuple, device: str):
+    """Flat indices into a pattern stored fft-shifted (PyNX's layout) of the centred region
+    ``dst`` (a tuple of ``(start, stop)``): ``stored.take(idx)`` = ``fftshift(stored)[dst]``."""
+    import torch
+    axes = [(np.arange(a, b) - N // 2) % N for (a, b), N in zip(dst, shape)]  # fftshift(x)[i] = x[(i - N//2) % N]
+    idx = np.ravel_multi_index(np.meshgrid(*axes, indexing="ij"), shape)
+    return torch.from_numpy(np.ascontiguousarray(idx.astype(np.int64))).to(device)
+
+
+def needs_peak(shape, size) -> bool:
+    """Whether the prediction region depends on the Bragg peak: some axis longer than the box
+    (:func:`prediction_region`; otherwise the box is centred on the array)."""
+    return any(int(N) > int(n) for N, n in zip(shape, size))
 
 
 def read_phase_card(weights=None, dims: int = 3) -> dict:
