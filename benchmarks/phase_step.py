@@ -190,7 +190,7 @@ def main(argv=None):
         for v in variants:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
-                op = DLPhaseInit(model=model, family="cpu" if fam == "cpu" else fam, bf16=v[0], cuda_graph=v[1],
+                op = DLPhaseInit(model=model, family=fam, bf16=v[0], cuda_graph=v[1],
                                  device=dev)
             with _layout(v):
                 n_step, n_model, names = count_step_ops(op, stored_t)

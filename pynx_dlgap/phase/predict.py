@@ -494,10 +494,11 @@ def gaussian_filter_torch(a, sigma: float, truncate: float = 4.0):
     return out.to(a.dtype)
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=6)
 def _shift_index(shape: tuple, k: int, device: str):
     """Flat indices ``idx`` with ``x.take(idx)`` = ``k`` successive ``fftshift`` of ``x``
-    (``k < 0``: ``ifftshift``); ``None`` where that is the identity."""
+    (``k < 0``: ``ifftshift``); ``None`` where that is the identity. int64, the pattern's
+    size (67 MB for 256 x 256 x 128): a few kept, for the shapes in use."""
     import torch
     idx = np.arange(int(np.prod(shape))).reshape(shape)
     for _ in range(abs(int(k))):
@@ -517,7 +518,7 @@ def shift_torch(x, k: int = 1, copy: bool = True):
     return x.take(idx)
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=8)
 def _stored_box_index(shape: tuple, dst: tuple, device: str):
     """Flat indices into a pattern stored fft-shifted (PyNX's layout) of the centred region
     ``dst`` (a tuple of ``(start, stop)``): ``stored.take(idx)`` = ``fftshift(stored)[dst]``."""
