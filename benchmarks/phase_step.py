@@ -63,16 +63,18 @@ def _sync(family):
         torch.cuda.synchronize()
 
 
+def _timed(fn, family):
+    """Seconds of one synchronised call of ``fn``."""
+    _sync(family)
+    t0 = time.perf_counter()
+    fn()
+    _sync(family)
+    return time.perf_counter() - t0
+
+
 def _median_time(fn, repeat, family):
     fn()  # warm-up
-    ts = []
-    for _ in range(repeat):
-        _sync(family)
-        t0 = time.perf_counter()
-        fn()
-        _sync(family)
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    return statistics.median(_timed(fn, family) for _ in range(repeat))
 
 
 @contextlib.contextmanager
@@ -100,7 +102,6 @@ def count_step_ops(op, stored_t):
     device, so a CPU run shows what a change does to a GPU's launch count."""
     import collections
 
-    import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
     import pynx_dlgap.phase.predict as P
@@ -158,7 +159,7 @@ def main(argv=None):
     from pynx_dlgap.evaluate.phasing import import_pynx_cdi, phase_pattern
     from pynx_dlgap.operators import DLPhaseInit
     from pynx_dlgap.phase.inputs import phase_input
-    from pynx_dlgap.phase.predict import (_run_phase_model, _take, align_phase, bragg_peak, load_phase_model,
+    from pynx_dlgap.phase.predict import (_run_phase_model, _take, align_phase, load_phase_model,
                                           prediction_region)
     from pynx_dlgap.precision import bf16_native
     fam = a.pynx
@@ -206,7 +207,7 @@ def main(argv=None):
         I, m = _pattern(a.seed + k, a.phase_range)
         stored = np.fft.fftshift(np.where(m, 0, I)).astype(np.float32)
         ms = np.fft.fftshift(m).astype(np.int8)
-        start = prediction_region(shape, bragg_peak(I, m), shape)
+        start = prediction_region(shape, None, shape)  # the 64^3 pattern is the box
         x = torch.from_numpy(phase_input(_take(I, start, shape, 0.0), _take(m, start, shape, True)))[None].to(dev)
         w = x[0, 0].double().cpu().numpy()
         ref_phi = None
@@ -251,11 +252,7 @@ def main(argv=None):
             for v in variants:
                 with _layout(v):
                     for what, fn in zip(("model", "step"), calls[v]):
-                        _sync(fam)
-                        t0 = time.perf_counter()
-                        fn()
-                        _sync(fam)
-                        ts[v][what].append(time.perf_counter() - t0)
+                        ts[v][what].append(_timed(fn, fam))
         for v in variants:
             for what in ("model", "step"):
                 rows[v][what].append(statistics.median(ts[v][what]))

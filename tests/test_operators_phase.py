@@ -160,6 +160,27 @@ def test_device_start_matches_host_start_off_the_models_size(tiny, data, case):
     assert op._info["support_points"] == int(sup_t.sum())
 
 
+def test_device_step_refuses_bad_iobs_before_the_model(tiny, data, monkeypatch):
+    """The device step reads its checks back with the peak in one transfer: a NaN in cdi.iobs or a
+    fully masked iobs is still a clear PatternError, raised before the model runs, and the
+    tensor is left as it was."""
+    import pynx_dlgap.phase.predict as P
+    from pynx_dlgap._checks import PatternError
+    I, m, _ = data
+    op = DLPhaseInit(model=tiny, family="cpu")
+    ran = []
+    monkeypatch.setattr(P, "_run_phase_model", lambda *a, **k: ran.append(1))
+    bad = np.fft.fftshift(I).astype(np.float32)
+    bad[3, 5] = np.nan
+    big = np.pad(bad, ((10, 0), (0, 7)))  # larger than the box: the peak is searched too
+    for arr, msg in ((bad, "NaN/inf"), (big, "NaN/inf"), (np.full(bad.shape, -1.05e38, np.float32), "every voxel")):
+        t = torch.from_numpy(arr.copy())
+        with pytest.raises(PatternError, match=msg):
+            op._start_tensor(t)
+        np.testing.assert_array_equal(t.numpy(), arr)
+    assert not ran
+
+
 def test_noise_perturbs_the_predicted_phase_by_its_rms(tiny, data):
     """noise=σ adds a smooth field of RMS σ to the predicted phase inside the model's box, the
     same on the host and device paths; noise=0 is the plain prediction."""

@@ -132,8 +132,12 @@ def test_predict_region_larger_and_smaller_patterns():
     small = rng.poisson(5, (40, 40, 40)).astype(np.float32)
     small[21, 20, 20] = 1e4  # the peak one voxel off: the region stays centred on the array
     ph2, info2 = predict_phase(small, model=model, return_info=True)
-    assert info2["region_start"] == [-12, -12, -12]
+    assert info2["region_start"] == [-12, -12, -12] and info2["peak"] is None  # not searched: not needed
     assert np.isfinite(ph2).all() and np.abs(ph2).max() <= np.pi
+    from pynx_dlgap.phase.predict import prediction_region
+    assert prediction_region((40, 64, 50), None, (64, 64, 64)) == (-12, 0, -7)
+    with pytest.raises(ValueError, match="needs the peak"):
+        prediction_region((72, 64, 64), None, (64, 64, 64))
     o = start_object(big, ph)
     assert o.shape == big.shape and np.isfinite(o).all()
 

@@ -175,7 +175,7 @@ class _DLPhaseInitCore:
         if vals[1]:
             raise PatternError("DLPhaseInit: cdi.iobs holds NaN/inf values")
         peak = tuple(int(v) for v in np.unravel_index(vals[2], shape)) if len(vals) > 2 else None
-        start = prediction_region(shape, peak or (0,) * ndim, size)
+        start = prediction_region(shape, peak, size)
         dst, src = box_slices(shape, start, size)
         idx = _stored_box_index(shape, tuple((d.start, d.stop) for d in dst), str(dev))  # centred dst, stored layout
         sub = tuple(d.stop - d.start for d in dst)
@@ -317,13 +317,12 @@ def _make_cuda_class():
                 if sup is not None:
                     sp.copy_(sup.reshape(sp.shape).to(sp.dtype))
                 torch.cuda.synchronize(s.device)
-                self._finish_info()
             else:
-                self._finish_info()
                 cdi._cu_obj.set(obj.cpu().numpy().reshape(cdi._cu_obj.shape))
                 if sup is not None:
                     cdi._cu_support.set(sup.cpu().numpy().astype(np.int8).reshape(cdi._cu_support.shape))
             cdi._is_in_object_space = True
+            self._finish_info()  # the device work is done (synchronised, or read back above)
             self._info.update(zero_copy=bool(zero_copy), device=str(s.device))
             cdi = ScaleObj(method="F") * cdi
             cdi.dl_phase_init_info = self._info

@@ -81,7 +81,12 @@ def bragg_peak(iobs, mask=None) -> tuple:
 def prediction_region(shape, peak, size) -> tuple:
     """Start index of the ``size`` box: along an axis no longer than the box, the box is centred
     on the array (index ``N//2`` at the box's ``n//2``; it may run past both ends); along a longer
-    axis it is centred on ``peak`` and moved inside the array."""
+    axis it is centred on ``peak`` and moved inside the array. ``peak`` may be ``None`` where no
+    axis is longer (:func:`needs_peak`)."""
+    if peak is None:
+        if needs_peak(shape, size):
+            raise ValueError(f"a {tuple(shape)} pattern is larger than the {tuple(size)} box: the region needs the peak")
+        peak = (0,) * len(shape)
     out = []
     for N, p, n in zip(shape, peak, size):
         N, p, n = int(N), int(p), int(n)
@@ -129,7 +134,7 @@ def predict_box(iobs, mask=None, model=None, weights=None, device: str = "cpu", 
     bf16 = resolve_bf16(bf16, device, "the phase model")
     t0 = time.perf_counter()
     peak = bragg_peak(iobs, mask) if needs_peak(iobs.shape, size) else None
-    start = prediction_region(iobs.shape, peak or (0,) * dims, size)
+    start = prediction_region(iobs.shape, peak, size)
     ph_box = predict_on_box(model, _take(np.asarray(iobs, np.float32), start, size, 0.0),
                             _take(mask, start, size, True), device, bf16=bf16, tta=tta)
     info = {"peak": None if peak is None else list(peak), "region_start": list(start), "region_shape": list(size),
@@ -174,9 +179,7 @@ def inference_copy(model, device, dtype=None):
     dev = torch.device(device)
     dtype = torch.float32 if dtype is None else dtype
     key = _param_key(model)
-    per = _COPIES.get(model)
-    if per is None:
-        per = _COPIES[model] = {}
+    per = _COPIES.setdefault(model, {})
     ck = (str(dev), str(dtype))
     hit = per.get(ck)
     if hit is not None and hit[0] == key:
@@ -496,15 +499,22 @@ def gaussian_filter_torch(a, sigma: float, truncate: float = 4.0):
     return out.to(a.dtype)
 
 
+def _shifted_arange(shape: tuple, k: int) -> np.ndarray:
+    """The flat indices of a ``shape`` array after ``k`` successive ``numpy.fft.fftshift``
+    (``k < 0``: ``ifftshift``), int64."""
+    idx = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
+    for _ in range(abs(int(k))):
+        idx = np.fft.fftshift(idx) if k > 0 else np.fft.ifftshift(idx)
+    return idx
+
+
 @functools.lru_cache(maxsize=6)
 def _shift_index(shape: tuple, k: int, device: str):
     """Flat indices ``idx`` with ``x.take(idx)`` = ``k`` successive ``fftshift`` of ``x``
     (``k < 0``: ``ifftshift``); ``None`` where that is the identity. int64, the pattern's
     size (67 MB for 256 x 256 x 128): a few kept, for the shapes in use."""
     import torch
-    idx = np.arange(int(np.prod(shape))).reshape(shape)
-    for _ in range(abs(int(k))):
-        idx = np.fft.fftshift(idx) if k > 0 else np.fft.ifftshift(idx)
+    idx = _shifted_arange(shape, k)
     if np.array_equal(idx.ravel(), np.arange(idx.size)):
         return None
     return torch.from_numpy(np.ascontiguousarray(idx)).to(device)
@@ -525,9 +535,8 @@ def _stored_box_index(shape: tuple, dst: tuple, device: str):
     """Flat indices into a pattern stored fft-shifted (PyNX's layout) of the centred region
     ``dst`` (a tuple of ``(start, stop)``): ``stored.take(idx)`` = ``fftshift(stored)[dst]``."""
     import torch
-    axes = [(np.arange(a, b) - N // 2) % N for (a, b), N in zip(dst, shape)]  # fftshift(x)[i] = x[(i - N//2) % N]
-    idx = np.ravel_multi_index(np.meshgrid(*axes, indexing="ij"), shape)
-    return torch.from_numpy(np.ascontiguousarray(idx.astype(np.int64))).to(device)
+    idx = _shifted_arange(shape, 1)[tuple(slice(a, b) for a, b in dst)]
+    return torch.from_numpy(np.ascontiguousarray(idx)).to(device)
 
 
 def needs_peak(shape, size) -> bool:
