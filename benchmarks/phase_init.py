@@ -24,7 +24,14 @@ PyNX does not model; no gaps), then prints, in one run:
 (c) ``random``: ``--random`` random starts (PyNX ``InitObjRandom`` on the
     autocorrelation support, seeds 0..k-1) + the chain with detwinning (PyNX's
     default, which random starts need), each one counted, and
-    ``best-of-k``: the one of lowest final LLK.
+    ``best-of-k``: the one of lowest final LLK;
+(d) with ``--truth-start``: ``truth+chain``: the true reciprocal phase (``angle(cFT(object))``) as the
+    start, refined like ``dl+chain``: what the chain itself can reach on these crystals.
+
+``--crystals analytic`` replaces the simulator's held-out crystals with those of the independent
+recipe :mod:`pynx_dlgap.evaluate.analytic` (ellipsoids, cylinders, rounded cubes, octahedra with binary
+supports and other strain fields; seeds from 7000; no background, no gaps): crystals unlike the
+models' training data.
 
 Chain (PyNX CPU operators, :func:`pynx_dlgap.evaluate.phasing.phase_pattern`):
 ``--raar`` RAAR + ``--er`` ER cycles, support update every 50, detwin, zero-mask auto.
@@ -36,6 +43,7 @@ true support < 0.3 rad **and** modulus error < ``--mod-bound`` (0.3); final LLK
     python benchmarks/phase_init.py --dims 3 --n 10 --random 5 --workers 2
     python benchmarks/phase_init.py --dims 2 --n 10 --random 5
     python benchmarks/phase_init.py --dims 3 --n 10 --random 0 --dl-precision fp32 bf16   # DL step cost
+    python benchmarks/phase_init.py --dims 3 --crystals analytic --n 10 --random 5 --dl-k 5 --truth-start
 
 ``--dl-precision fp32 bf16`` runs the DL step (and its dl+chain) in both precisions on
 the same crystals and prints the DL step's share of the dl+chain time for each, and
@@ -55,15 +63,19 @@ import time
 import numpy as np
 
 SEED_BASE = 1_900_000_000
+ANALYTIC_SEED_BASE = 7_000
 _MODELS = {}
 LEVELS = (("pi", math.pi), ("2pi", 2 * math.pi), ("4pi", 4 * math.pi))
 
 
-def crystal(dims, seed, level):
+def crystal(dims, seed, level, crystals="simulator"):
+    n = 64 if dims == 3 else 128
+    if crystals == "analytic":  # the independent recipe: not the simulator the models were trained on
+        from pynx_dlgap.evaluate.analytic import analytic_crystal
+        return analytic_crystal(seed, dims, n, level)
     from pynx_dlgap.simulate.pipeline import simulate
-    shape = (64,) * 3 if dims == 3 else (128,) * 2
-    return simulate(seed, dims, shape, "measured", dict(phase_range=level, floor=0.0, diffuse=0.0, gaps="none",
-                                                        crop_shift=[0] * dims))
+    return simulate(seed, dims, (n,) * dims, "measured", dict(phase_range=level, floor=0.0, diffuse=0.0,
+                                                              gaps="none", crop_shift=[0] * dims))
 
 
 def iters_to_5pct(hist, final):
@@ -76,7 +88,7 @@ def iters_to_5pct(hist, final):
 def one_case(args):
     """All runs of one crystal: returns a list of row dicts."""
     (dims, seed, lname, level, n_random, chain, weights, mod_bound, random_detwin, dl_k, dl_noise, precisions,
-     ttas, n_views) = args
+     ttas, n_views, crystals, truth_start) = args
     import torch
     torch.set_num_threads(1)
     from pynx_dlgap.evaluate.align import object_errors
@@ -84,7 +96,7 @@ def one_case(args):
     from pynx_dlgap.models.fastconv import plain_convolutions
     from pynx_dlgap.phase.inputs import phase_input
     from pynx_dlgap.phase.predict import load_phase_model, predict_phase, start_object, support_from_object
-    s = crystal(dims, seed, level)
+    s = crystal(dims, seed, level, crystals)
     I, m = s["intensity"], s["mask"] | s["dead"]
     if (weights, dims) not in _MODELS:  # once per worker process
         _MODELS[(weights, dims)] = load_phase_model(weights, dims)[0]
@@ -153,6 +165,11 @@ def one_case(args):
         ok = np.isfinite(ph)
         best_of((np.where(ok, ph + smooth_noise(ph.shape, dl_noise, 2.0, rng), np.nan).astype(np.float32)
                  for _ in range(dl_k - 1)), "dl+noise", f"dl-best-of-{dl_k}")
+    if truth_start:  # the chain's ceiling on this crystal: the true reciprocal phase as the start
+        ph_t = np.angle(np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(s["object"])))).astype(np.float32)
+        o_t = start_object(I, ph_t, m)
+        rt = phase_pattern(I, m, obj0=o_t, support0=support_from_object(o_t), chain=dict(chain, detwin=False))
+        score("truth+chain", rt.obj, rt.llk, iters_to_5pct(rt.llk_history, rt.llk), rt.seconds, failed=rt.failed)
     r = phase_pattern(I, m, obj0=o0, support0=sup0, chain=dict(chain, detwin=True))
     score("dl+chain+dt", r.obj, r.llk, iters_to_5pct(r.llk_history, r.llk), r.seconds + row0["dl_seconds"],
           failed=r.failed)
@@ -212,6 +229,13 @@ def main(argv=None):
     ap.add_argument("--dl-views", type=int, default=1, metavar="K",
                     help="also K starts from K symmetric views' own predictions (rows dl-view: views 2..K; "
                          "dl-bestview-K: the lowest final LLK of them and dl+chain)")
+    ap.add_argument("--crystals", choices=["simulator", "analytic"], default="simulator",
+                    help="simulator: pynx_dlgap.simulate's held-out crystals (default); analytic: the independent "
+                         "recipe of pynx_dlgap.evaluate.analytic (binary supports, other shapes and strain "
+                         "fields, seeds from %d), crystals unlike the training data" % ANALYTIC_SEED_BASE)
+    ap.add_argument("--truth-start", action="store_true",
+                    help="also a row truth+chain: the true reciprocal phase as the start, refined like dl+chain "
+                         "(what the chain can reach on these crystals)")
     ap.add_argument("--random-detwin", choices=["on", "off"], default="on",
                     help="PyNX's DetwinRAAR in the random starts' chain (default on, as PyNX)")
     a = ap.parse_args(argv)
@@ -220,17 +244,23 @@ def main(argv=None):
         a.dl_precision = [p for p in a.dl_precision if p != "bf16"] or ["fp32"]
         print("# bf16 rows left out: this CPU has no native bfloat16 (AVX512-BF16/AMX; pynx_dlgap.precision)")
     chain = dict(n_raar=a.raar, n_er=a.er, support_threshold=a.support_threshold)
-    jobs = [(a.dims, SEED_BASE + 1000 * j + i, name, lev, a.random, chain, a.weights, a.mod_bound,
+    base = SEED_BASE if a.crystals == "simulator" else ANALYTIC_SEED_BASE
+    jobs = [(a.dims, base + 1000 * j + i, name, lev, a.random, chain, a.weights, a.mod_bound,
              a.random_detwin == "on", a.dl_k, a.dl_noise, tuple(dict.fromkeys(a.dl_precision)),
-             tuple(dict.fromkeys(a.dl_tta)), a.dl_views)
+             tuple(dict.fromkeys(a.dl_tta)), a.dl_views, a.crystals, a.truth_start)
             for j, (name, lev) in enumerate(LEVELS) if name in a.levels for i in range(a.n)]
     t0 = time.perf_counter()
     rows = run_cases(one_case, jobs, a.workers)
     from pynx_dlgap.phase.predict import read_phase_card
     card = read_phase_card(a.weights, a.dims)
     shape = "64^3" if a.dims == 3 else "128x128"
-    print(f"# phase-init benchmark, {a.dims}-D {shape}: {a.n} held-out crystals per level (seeds {SEED_BASE}+), "
-          f"regime 'measured' without floor/diffuse, no gaps")
+    if a.crystals == "simulator":
+        print(f"# phase-init benchmark, {a.dims}-D {shape}: {a.n} held-out crystals per level (seeds {SEED_BASE}+), "
+              f"regime 'measured' without floor/diffuse, no gaps")
+    else:
+        print(f"# phase-init benchmark, {a.dims}-D {shape}: {a.n} crystals per level from the independent recipe "
+              f"(pynx_dlgap.evaluate.analytic, seeds {ANALYTIC_SEED_BASE}+; kinds cycle ellipsoid / cylinder / "
+              f"super-ellipsoid / octahedron; binary supports; Poisson noise, no background, no gaps)")
     print(f"# chain: {a.raar} RAAR + {a.er} ER (PyNX CPU operators, support update every 50, threshold "
           f"{a.support_threshold:g}; detwin for dl+chain+dt"
           f"{' and random starts' if a.random_detwin == 'on' else ''}, not for dl+chain"
@@ -249,7 +279,8 @@ def main(argv=None):
     tt = list(dict.fromkeys(a.dl_tta))
     methods = ([f"dl-only{x}" for x in sfx] + [f"dl-only-tta{k}" for k in tt] + [f"dl+chain{x}" for x in sfx]
                + [f"dl+chain-tta{k}" for k in tt] + ["dl+noise", f"dl-best-of-{a.dl_k}", "dl-view",
-                                                     f"dl-bestview-{a.dl_views}", "dl+chain+dt", "random",
+                                                     f"dl-bestview-{a.dl_views}", "truth+chain", "dl+chain+dt",
+                                                     "random",
                                                      f"best-of-{a.random}"])
     for name, _ in LEVELS:
         if name not in a.levels:
