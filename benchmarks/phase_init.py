@@ -166,7 +166,8 @@ def one_case(args):
         best_of((np.where(ok, ph + smooth_noise(ph.shape, dl_noise, 2.0, rng), np.nan).astype(np.float32)
                  for _ in range(dl_k - 1)), "dl+noise", f"dl-best-of-{dl_k}")
     if truth_start:  # the chain's ceiling on this crystal: the true reciprocal phase as the start
-        ph_t = np.angle(np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(s["object"])))).astype(np.float32)
+        from pynx_dlgap.simulate.diffraction import cfft
+        ph_t = np.angle(cfft(s["object"])).astype(np.float32)
         o_t = start_object(I, ph_t, m)
         rt = phase_pattern(I, m, obj0=o_t, support0=support_from_object(o_t), chain=dict(chain, detwin=False))
         score("truth+chain", rt.obj, rt.llk, iters_to_5pct(rt.llk_history, rt.llk), rt.seconds, failed=rt.failed)

@@ -90,6 +90,7 @@ def test_reproducible_and_kinds():
                                       (dict(phase_range=float("nan")), "phase_range"),
                                       (dict(oversampling=(1.5, 3)), "oversampling"),
                                       (dict(floor=-1e-3), "floor"),
+                                      (dict(log_peak=(6, 5)), "log_peak"),
                                       (dict(kind="sphere"), "unknown crystal kind")])
 def test_bad_arguments_raise(kw, match):
     args = dict(seed=1, dims=2, n=32)

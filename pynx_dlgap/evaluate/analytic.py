@@ -99,23 +99,26 @@ def analytic_crystal(seed: int, dims: int = 3, n: int = 64, phase_range: float =
     kind = KINDS[dims][int(seed) % 4] if kind is None else str(kind)
     if kind not in KINDS[dims]:
         raise ValueError(f"unknown crystal kind {kind!r}; one of {KINDS[dims]}")
-    log_peak = ((5.0, 6.5) if dims == 3 else (4.0, 5.5)) if log_peak is None else log_peak
+    log_peak = ((5.0, 6.5) if dims == 3 else (4.0, 5.5)) if log_peak is None else tuple(float(v) for v in log_peak)
+    if not (len(log_peak) == 2 and np.all(np.isfinite(log_peak)) and log_peak[0] <= log_peak[1]):
+        raise ValueError(f"log_peak must be (lo, hi), finite, lo <= hi, not {log_peak}")
     rng = np.random.default_rng([int(seed), 424242])
     rot = _rotation(rng, dims)
     axes = rng.uniform(0.8, 1.2, dims)
     os_ = rng.uniform(lo, hi)
     grid = np.indices((n,) * dims, dtype=np.float64) - n // 2  # centred on n//2, as the Bragg peak
     rc = np.tensordot(rot.T, grid, axes=1)  # coordinates in the crystal's frame
-    scale = n / os_ / 2.0
-    for _ in range(4):  # set the size so that the largest extent along an axis is n / os
+    def shape_at(scale):  # (u, s, support) for semi-axes scale * axes
         u = rc / (scale * axes).reshape((dims,) + (1,) * dims)
         s = _shape_function(kind, u)
-        support = s <= 1.0
+        return u, s, s <= 1.0
+
+    scale = n / os_ / 2.0
+    for _ in range(4):  # set the size so that the largest extent along an axis is n / os
+        support = shape_at(scale)[2]
         ext = max(int(np.ptp(np.nonzero(support)[ax])) + 1 for ax in range(dims))
         scale *= (n / os_) / ext
-    u = rc / (scale * axes).reshape((dims,) + (1,) * dims)
-    s = _shape_function(kind, u)
-    support = s <= 1.0
+    u, s, support = shape_at(scale)
     ups = u * axes.reshape((dims,) + (1,) * dims)  # isotropic: in units of the mean half-size
 
     def proj(d):
