@@ -14,6 +14,9 @@ Sets (seeds disjoint from training):
   3/6/9/12 px in the central half);
 * ``unlike``: the patterns of ``benchmarks/unlike_data.py`` (high counts, floor,
   fringes to the edges; seeds from 1.95e9), 6- and 12-px crosses near the peak.
+* ``analytic`` (``--n-analytic``): crystals of the independent recipe
+  (:mod:`pynx_dlgap.evaluate.analytic`, as ``unlike_data.py --crystals analytic``;
+  seeds from 17000), 6- and 12-px crosses near the peak.
 
 Rules (all from the same fills, so they are compared on equal terms):
 
@@ -26,6 +29,13 @@ Rules (all from the same fills, so they are compared on equal terms):
 * ``all but one``: DL if it wins on all copies but one (at most);
 * ``geo. mean``: DL if the geometric mean over the copies of amp(DL) / amp(log-linear) is
   below 1 (each copy weighs by its ratio, not by its share of the pooled intensity).
+* ``acf T``: DL if the real gap's DL-filled pattern has less autocorrelation energy
+  outside the crystal's autocorrelation support than the log-linear-filled one
+  (:func:`pynx_dlgap.inpaint.selfcheck.acf_outside`, support threshold ``T``; no copies,
+  no truth); ``acf 0.003`` is the shipped rule since 0.7.10;
+* ``acf & geo``: DL only if both ``acf 0.003`` and ``geo. mean`` say DL;
+* ``acf|geo B``: ``acf 0.003`` where its ratio is outside [1 - B, 1 + B], ``geo. mean``
+  inside.
 
 Columns: ``right`` = share of cases where the rule picked the better fill;
 ``dl`` = share where it picked DL; ``worse`` = share where it picked DL and DL
@@ -33,8 +43,9 @@ was worse than log-linear on the real gap (the harm the self-check must avoid);
 ``missed`` = share where it kept log-linear but DL was better; ``regret`` =
 mean of amp(chosen) / amp(better) - 1.
 
-    python benchmarks/self_check.py --n 4 --n-unlike 8 --offset 100   # the set the rule was chosen on
-    python benchmarks/self_check.py --n 4 --n-unlike 8                # gap_fill's and unlike_data's patterns
+    python benchmarks/self_check.py --n 3 --n-unlike 6 --n-analytic 6 --offset 100 --cases  # the rule was chosen here
+    python benchmarks/self_check.py --n 3 --n-unlike 6 --n-analytic 6 --cases   # gap_fill's and unlike_data's patterns
+    python benchmarks/self_check.py --n 0 --n-unlike 0 --n-analytic 6 --offset 200 --cases  # more analytic crystals
 """
 from __future__ import annotations
 
@@ -54,9 +65,12 @@ def case_fills(I, m, model, reps=2):
     from pynx_dlgap.inpaint.baselines import fill_loglinear
     from pynx_dlgap.inpaint.infer import inpaint
     from pynx_dlgap.inpaint.selfcheck import heldout_copies, score_fill
+    from pynx_dlgap.inpaint.selfcheck import acf_outside
     seen = np.where(m, 0, I)
-    real = {"dl": score_fill(I[m], inpaint(seen, m, model, progress=False)[m])["amp"],
-            "loglinear": score_fill(I[m], fill_loglinear(seen, m)[m])["amp"]}
+    f_dl, f_ll = inpaint(seen, m, model, progress=False), fill_loglinear(seen, m)
+    real = {"dl": score_fill(I[m], f_dl[m])["amp"], "loglinear": score_fill(I[m], f_ll[m])["amp"]}
+    # ACF energy outside the autocorrelation support of the two real-gap fills (no truth used), per threshold
+    acf = {thr: acf_outside([f_dl, f_ll], threshold=thr) for thr in ACF_THRESHOLDS}
     copies = []
     for name, art, mm in heldout_copies(m, reps=reps):  # filled with the copy's whole planes
         try:
@@ -66,7 +80,11 @@ def case_fills(I, m, model, reps=2):
             continue
         copies.append(dict(name=name, k=int(name.split()[1][1:] or 1), t=seen[art],
                            dl=fd[art], ll=fill_loglinear(seen, mm)[art]))
-    return real, copies
+    return real, copies, acf
+
+
+#: thresholds of the ACF support compared
+ACF_THRESHOLDS = (1e-3, 3e-3, 1e-2)
 
 
 def pooled(copies, ks):
@@ -79,7 +97,7 @@ def pooled(copies, ks):
             score_fill(t, np.concatenate([c["ll"] for c in cs]))["amp"])
 
 
-def rules(copies):
+def rules(copies, acf):
     from pynx_dlgap.inpaint.selfcheck import amp_ratios, geometric_mean, score_fill
     out = {}
     p1, p2 = pooled(copies, (1,)), pooled(copies, (1, 2))
@@ -92,7 +110,17 @@ def rules(copies):
     out["every copy"] = "dl" if wins and all(wins) else "loglinear"
     out["all but one"] = "dl" if wins and sum(wins) >= max(1, len(wins) - 1) else "loglinear"
     # geometric mean over the copies of amp(DL) / amp(log-linear), as self_check's 'geomean' rule
-    out["geo. mean"] = "dl" if geometric_mean(amp_ratios(amps)) < 1.0 else "loglinear"
+    geo = geometric_mean(amp_ratios(amps))
+    out["geo. mean"] = "dl" if geo < 1.0 else "loglinear"
+    # ACF energy outside the autocorrelation support of the real-gap fills: DL if its energy is lower
+    for thr, (e_dl, e_ll) in acf.items():
+        r = e_dl / e_ll if e_ll > 0 else np.inf
+        out[f"acf {thr:g}"] = "dl" if r < 1.0 else "loglinear"
+        if thr == 3e-3:
+            out["acf & geo"] = "dl" if r < 1.0 and geo < 1.0 else "loglinear"
+            for band in (0.02, 0.1):  # the ACF decides where its ratio is clear of 1, the copies elsewhere
+                out[f"acf|geo {band:g}"] = ("dl" if r < 1 - band else "loglinear") if abs(r - 1) > band \
+                    else out["geo. mean"]
     return out
 
 
@@ -100,12 +128,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=4, help="held-out patterns (x 8 gap cases)")
     ap.add_argument("--n-unlike", type=int, default=8, help="unlike patterns (x 2 gap widths)")
+    ap.add_argument("--n-analytic", type=int, default=0,
+                    help="patterns of the independent crystal recipe (pynx_dlgap.evaluate.analytic, as "
+                         "unlike_data.py --crystals analytic) x 2 gap widths")
+    ap.add_argument("--cases", action="store_true", help="also print each case's ratios")
     ap.add_argument("--weights", default=None, help="inpainting weights (default: shipped)")
     ap.add_argument("--offset", type=int, default=0,
                     help="seed offset of both sets (0: the patterns of gap_fill.py and unlike_data.py; the rule "
                          "was chosen on --offset 100, so that those two stay an independent check)")
     a = ap.parse_args(argv)
-    from unlike_data import SEED_BASE as UNLIKE_BASE, pattern
+    from unlike_data import ANALYTIC_SEED_BASE, SEED_BASE as UNLIKE_BASE, pattern
     from pynx_dlgap.evaluate.gapbench import TEST_SEED_BASE, _case_rng, draw_layout, gap_cases, make_test_set
     from pynx_dlgap.inpaint.infer import load_inpaint_model
     from tqdm import tqdm
@@ -121,16 +153,22 @@ def main(argv=None):
         for gap in (6, 12):
             I, m = pattern(UNLIKE_BASE + a.offset + i, gap)
             jobs.append(("unlike", f"{i}:cross-{gap}", I, m))
+    for i in range(a.n_analytic):
+        for gap in (6, 12):
+            I, m = pattern(ANALYTIC_SEED_BASE + a.offset + i, gap, "analytic")
+            jobs.append(("analytic", f"{i}:cross-{gap}", I, m))
     res = []
     for set_, name, I, m in tqdm(jobs, desc="cases"):
-        real, copies = case_fills(I, m, model)
+        real, copies, acf = case_fills(I, m, model)
         better = "dl" if real["dl"] < real["loglinear"] else "loglinear"
-        res.append(dict(set=set_, name=name, real=real, better=better, choice=rules(copies)))
+        res.append(dict(set=set_, name=name, real=real, better=better, choice=rules(copies, acf), acf=acf,
+                        copies=copies))
     print(f"# self-check decision rules: {a.n} held-out patterns x 8 gap cases, {a.n_unlike} unlike patterns x 2 "
-          f"crosses (6, 12 px)")
+          f"crosses (6, 12 px), {a.n_analytic} analytic-recipe patterns x 2 crosses (6, 12 px)")
     print(f"# model sha256 {card.get('sha256', '?')[:12]}; python benchmarks/self_check.py --n {a.n} "
-          f"--n-unlike {a.n_unlike} --offset {a.offset}" + (f" --weights {a.weights}" if a.weights else ""))
-    for set_ in ("held-out", "unlike"):
+          f"--n-unlike {a.n_unlike} --n-analytic {a.n_analytic} --offset {a.offset}"
+          + (f" --weights {a.weights}" if a.weights else ""))
+    for set_ in ("held-out", "unlike", "analytic"):
         rs = [r for r in res if r["set"] == set_]
         if not rs:
             continue
@@ -150,6 +188,17 @@ def main(argv=None):
             regret = np.mean([r["real"][ref] / min(r["real"].values()) - 1 for r in rs])
             print(f"{'always ' + ref:<12} {np.mean([r['better'] == ref for r in rs]):6.2f} "
                   f"{float(ref == 'dl'):6.2f} {'':>6} {'':>6} {regret:7.3f}")
+    if a.cases:
+        from pynx_dlgap.inpaint.selfcheck import amp_ratios, geometric_mean, score_fill
+        print("\n## per case: amp(DL) / amp(log-linear) on the real gap, the copies' geometric mean, and the ACF "
+              "energy ratio DL / log-linear outside the support per threshold")
+        print(f"{'set':<9} {'case':<12} {'real':>7} {'copies':>7} " + " ".join(f"{'acf ' + format(t, 'g'):>9}"
+                                                                         for t in ACF_THRESHOLDS))
+        for r in res:
+            amps = [(score_fill(c["t"], c["dl"])["amp"], score_fill(c["t"], c["ll"])["amp"]) for c in r["copies"]]
+            print(f"{r['set']:<9} {r['name']:<12} {r['real']['dl'] / r['real']['loglinear']:7.3f} "
+                  f"{geometric_mean(amp_ratios(amps)):7.3f} "
+                  + " ".join(f"{e[0] / e[1]:9.3f}" for e in r["acf"].values()))
     print(f"\n# total {time.perf_counter() - t0:.0f} s")
 
 

@@ -17,8 +17,8 @@ For every pattern, in one run, the gap is filled by:
   choice and whether it matches the better of the two on the real gap.
 
 Scores inside the real gap against the simulated truth: relative amplitude error
-``sum (sqrt f - sqrt t)^2 / sum t`` (what phasing sees; the self-check's
-criterion), PCC and MAE of log(I+1).
+``sum (sqrt f - sqrt t)^2 / sum t`` (what phasing sees; the criterion of
+"better"), PCC and MAE of log(I+1).
 
 ``--crystals analytic`` takes the crystals from the independent recipe
 :mod:`pynx_dlgap.evaluate.analytic` instead (seeds from 17000: ellipsoids, cylinders, rounded cubes,
@@ -94,7 +94,7 @@ def main(argv=None):
         better = "dl" if sc["dl"]["amp"] < sc["loglinear"]["amp"] else "loglinear"
         rows.append(dict(i=i, peak=float(I.max()), floor=float(np.median(I[:4, :4, :4])), scores=sc,
                          choice=info["method"], better=better, ft_seconds=rep["seconds"],
-                         copies=info["check"]["ratios"],
+                         copies=info["check"]["ratios"], acf=info["check"].get("acf_ratio"),
                          real=sc["dl"]["amp"] / sc["loglinear"]["amp"]))
         print(f"pattern {i}: peak {I.max():.3g}, self-check chose {info['method']}, better on the real gap: "
               f"{better}; fine-tuning {rep['seconds']:.0f} s", file=sys.stderr, flush=True)
@@ -111,12 +111,13 @@ def main(argv=None):
     print()
     meths = ["loglinear", "dl", "dl-finetuned", "self-check"]
     hdr = (f"{'pattern':8} {'peak':>8} " + " ".join(f"{m + ' amp':>17}" for m in meths) + f" {'choice':>10} {'right':>6}"
-           f" {'real dl/ll':>10} {'copies dl/ll (geomean; min-max)':>32}")
+           f" {'real dl/ll':>10} {'acf dl/ll':>9} {'copies dl/ll (geomean; min-max)':>32}")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         print(f"{r['i']:8d} {r['peak']:8.2g} " + " ".join(f"{r['scores'][m]['amp']:17.4f}" for m in meths)
               + f" {r['choice']:>10} {'yes' if r['choice'] == r['better'] else 'no':>6} {r['real']:10.3f} "
+              + (f"{r['acf']:9.3f} " if r["acf"] is not None else f"{'-':>9} ")
               + (f"{geometric_mean(r['copies']):.3f}; {min(r['copies']):.3f}-{max(r['copies']):.3f}"
                  if r["copies"] else "no copies").rjust(32))
     print()
@@ -127,8 +128,10 @@ def main(argv=None):
         print(f"{k:20} " + " ".join(f"{np.mean([r['scores'][m][k] for r in rows]):13.4f}" for m in meths))
     ok = sum(r["choice"] == r["better"] for r in rows)
     print(f"\n# the self-check chose the better fill (amplitude error on the real gap) on {ok} of {len(rows)} patterns")
-    print("# real dl/ll: DL's amplitude error / log-linear's on the real gap; copies: the same ratio on the "
-          "self-check's held-back copies (DL chosen where their geometric mean is below 1)")
+    print("# real dl/ll: DL's amplitude error / log-linear's on the real gap; acf dl/ll: the self-check's statistic, "
+          "the autocorrelation energy outside the crystal's support of the DL-filled pattern / the log-linear-filled "
+          "one (DL chosen where it is below 1, the default rule since 0.7.10); copies: the amplitude error ratio on the "
+          "self-check's held-back copies (the 0.7.6-0.7.9 rule chose DL where their geometric mean was below 1)")
     print(f"# total {time.perf_counter() - t0:.0f} s")
 
 

@@ -36,9 +36,10 @@ PyNX's own. New flags (group "pynx-dlgap deep-learning steps" in ``--help``):
     trust region of the DL fill around log-linear interpolation, in ``log(I+1)``
     (``inpaint(trust=)``; default ``card``: the model card's ``inference.trust``).
 ``--dl-inpaint-check on|off``
-    self-check (default on): the DL fill is compared with log-linear interpolation on
-    shifted copies of the gap cut into the scan's measured data
-    (:mod:`pynx_dlgap.inpaint.selfcheck`); the better one is written.
+    self-check (default on): the DL fill is compared with log-linear interpolation by
+    the autocorrelation energy each filled pattern has outside the crystal's
+    autocorrelation support (:mod:`pynx_dlgap.inpaint.selfcheck`); the lower one is
+    written (scores on shifted copies of the gap go to the ``.cxi`` too).
 ``--dl-finetune EPOCHS``
     with ``--dl-inpaint``: fine-tune the inpainting model on the scan's own measured
     data first (:mod:`pynx_dlgap.training.finetune`); before/after scores go to the
@@ -249,8 +250,11 @@ def runner_classes():
                 if inf.get("check"):
                     sc = inf["check"]
                     p["dl_inpaint_check"] = json.dumps(sc, default=float)
-                    print(f"pynx-dlgap: self-check chose {sc['choice']} "
-                          + " ".join(f"(amplitude error {k} {v['amp']:.4f})" for k, v in sc["scores"].items()))
+                    acf = (f" (ACF energy outside the support DL / log-linear {sc['acf_ratio']:.3f})"
+                           if sc.get("acf_ratio") is not None else "")
+                    print(f"pynx-dlgap: self-check (rule {sc['rule']}) chose {sc['choice']}{acf} "
+                          + " ".join(f"(held-back amplitude error {k} {v['amp']:.4f})"
+                                     for k, v in sc["scores"].items()))
                 p["dl_inpaint_voxels"] = int(inf.get("voxels_filled", 0))
                 p["dl_inpaint_family"] = str(inf.get("family", ""))
                 if "zero_copy" in inf:
@@ -391,8 +395,8 @@ def runner_classes():
                              metavar="T", help="with --dl-inpaint: " + TRUST_HELP)
             grp.add_argument("--dl-inpaint-check", "--dl_inpaint_check", dest="dl_inpaint_check",
                              choices=["on", "off"], default="on",
-                             help="self-check (default on): compare the DL fill with log-linear interpolation on "
-                                  "shifted copies of the gap cut into the measured data, keep the better one")
+                             help="self-check (default on): keep the DL or the log-linear fill, whichever "
+                                  "leaves less autocorrelation energy outside the crystal's support")
             grp.add_argument("--dl-finetune", "--dl_finetune", dest="dl_finetune", type=int, default=0,
                              metavar="EPOCHS",
                              help="with --dl-inpaint: first fine-tune the inpainting model on this scan's measured "

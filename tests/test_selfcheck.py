@@ -8,7 +8,7 @@ import pytest
 
 from pynx_dlgap.inpaint import fill_loglinear
 from pynx_dlgap.inpaint.infer import inpaint, load_inpaint_model
-from pynx_dlgap.inpaint.selfcheck import heldout_copies, heldout_masks, score_fill, self_check
+from pynx_dlgap.inpaint.selfcheck import acf_outside, heldout_copies, heldout_masks, score_fill, self_check
 from pynx_dlgap.models import save_weights
 from pynx_dlgap.simulate.gaps import GapLayout, cross, plane
 from pynx_dlgap.training.finetune import finetune, finetune_patches
@@ -76,6 +76,8 @@ def test_self_check_rejects_a_bad_margin():
         self_check(I, cross(4, 20, 20).mask(I.shape), tiny(), margin=1.5)
     with pytest.raises(ValueError, match="rule"):
         self_check(I, cross(4, 20, 20).mask(I.shape), tiny(), rule="majority")
+    with pytest.raises(ValueError, match="acf_threshold"):
+        self_check(I, cross(4, 20, 20).mask(I.shape), tiny(), acf_threshold=0.0)
 
 
 def test_score_fill_analytic():
@@ -85,6 +87,66 @@ def test_score_fill_analytic():
     assert s["amp"] == pytest.approx(1.0, rel=1e-12)
     assert s["pcc_log"] > 0.99
     assert score_fill(t, t)["amp"] == 0.0 and score_fill(t, t)["mae_log"] == 0.0
+
+
+def _acf_outside_reference(fills, threshold, dilate):
+    """acf_outside written out: the inverse DFT as explicit float64 sums of complex exponentials, the
+    dilation as a loop over face neighbours on a padded array (no numpy FFT, no scipy)."""
+    shape = np.shape(fills[0])
+    acfs = []
+    for f in fills:
+        c = np.fft.ifftshift(np.asarray(f, np.float64))  # the origin of reciprocal space at index 0
+        for ax, n in enumerate(shape):  # separable inverse DFT, one axis at a time
+            k = np.arange(n)
+            w = np.exp(2j * np.pi * np.outer(k, k) / n) / n
+            c = np.moveaxis(np.tensordot(w, np.moveaxis(c, ax, 0), axes=(1, 0)), 0, ax)
+        acfs.append(np.roll(np.abs(c), [n // 2 for n in shape], axis=tuple(range(len(shape)))))
+    low = np.min(acfs, axis=0)
+    sup = low > threshold * low.max()
+    for _ in range(dilate):
+        pad = np.pad(sup, 1)
+        grown = sup.copy()
+        for ax in range(sup.ndim):
+            for d in (-1, 1):
+                sl = [slice(1, -1)] * sup.ndim
+                sl[ax] = slice(1 + d, pad.shape[ax] - 1 + d)
+                grown |= pad[tuple(sl)]
+        sup = grown
+    return [float(np.sum(a[~sup] ** 2)) for a in acfs]
+
+
+@pytest.mark.parametrize("shape", [(11, 14), (9, 10, 8)])
+def test_acf_outside_matches_a_written_out_reference(shape):
+    rng = np.random.default_rng()
+    fills = [rng.gamma(0.5, 100.0, shape) for _ in range(2)]
+    fills[1][:3] *= rng.uniform(0.5, 2.0)  # the fills differ, so the minimum of their ACFs matters
+    before = [f.copy() for f in fills]
+    thr, dil = float(rng.uniform(0.01, 0.3)), int(rng.integers(0, 3))
+    got = acf_outside(fills, threshold=thr, dilate=dil)
+    ref = _acf_outside_reference(fills, thr, dil)
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12 * max(ref))
+    assert all(np.array_equal(a, b) for a, b in zip(fills, before))
+
+
+def test_acf_outside_prefers_the_true_intensity_of_a_compact_crystal():
+    """Analytic case: a box crystal's autocorrelation vanishes beyond twice its size, so the exact
+    intensity has (to rounding) no ACF energy outside the support; an error on a gap slab adds some."""
+    rng = np.random.default_rng()
+    n, L = 48, int(rng.integers(5, 9))
+    rho = np.zeros((n,) * 3, dtype=complex)
+    o = rng.integers(4, n - L - 4, 3)
+    rho[o[0]:o[0] + L, o[1]:o[1] + L, o[2]:o[2] + L] = np.exp(1j * rng.uniform(0, 0.3))
+    I = np.fft.fftshift(np.abs(np.fft.fftn(rho)) ** 2)
+    wrong = I.copy()
+    z = n // 2 - int(rng.integers(1, 5))
+    wrong[z:z + 6] *= rng.uniform(1.3, 2.0)  # a 6-plane gap filled 30-100 % too bright
+    e_true, e_wrong = acf_outside([I, wrong])
+    assert e_true < 1e-12 * np.sum(I ** 2) / I.size  # Parseval: the total ACF energy is sum(I^2) / N
+    assert e_wrong > 1e6 * max(e_true, 1e-30)
+    with pytest.raises(ValueError, match="shapes"):
+        acf_outside([I, I[:-1]])
+    with pytest.raises(ValueError, match="threshold"):
+        acf_outside([I], threshold=1.5)
 
 
 @pytest.mark.parametrize("perturb", [False, True])
@@ -109,12 +171,19 @@ def test_self_check_decision_matches_independent_scores(perturb):
     ratios = [amp_of(a, b) / amp_of(a, c) for a, b, c in zip(t, fd, fl)]
     t, fd, fl = (np.concatenate(x).astype(np.float64) for x in (t, fd, fl))
     amp = {k: amp_of(t, f) for k, f in (("dl", fd), ("loglinear", fl))}
-    assert sc.n_voxels == t.size and sc.wins == wins and sc.rule == "geomean"
+    assert sc.n_voxels == t.size and sc.wins == wins and sc.rule == "acf"
     np.testing.assert_allclose(sc.ratios, ratios, rtol=1e-9)
     geo = float(np.prod(ratios) ** (1 / len(ratios)))
     assert sc.geomean_ratio == pytest.approx(geo, rel=1e-9)
-    if abs(geo - 1) > 1e-9:  # the default rule: the geometric mean of the per-copy ratios
-        assert sc.choice == ("dl" if geo < 1 else "loglinear")
+    # the default rule: the real gap filled both ways, the ACF energy outside the support (written-out DFT)
+    e_dl, e_ll = _acf_outside_reference([inpaint(I, m, model, progress=False), fill_loglinear(I, m)], 3e-3, 2)
+    np.testing.assert_allclose(sc.acf, (e_dl, e_ll), rtol=1e-9)
+    if abs(e_dl / e_ll - 1) > 1e-9:
+        assert sc.choice == ("dl" if e_dl < e_ll else "loglinear")
+    sg = self_check(I, m, model, rule="geomean")  # 0.7.6-0.7.9: the geometric mean of the per-copy ratios
+    assert sg.acf is None and sg.ratios == sc.ratios
+    if abs(geo - 1) > 1e-9:
+        assert sg.choice == ("dl" if geo < 1 else "loglinear")
     # the rule of 0.5-0.7.5: DL only if it wins on every copy
     assert self_check(I, m, model, rule="every").choice == ("dl" if all(wins) else "loglinear")
     # the pooled rule with a margin: DL only when its pooled error beats log-linear's by that fraction

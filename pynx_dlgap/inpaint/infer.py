@@ -534,8 +534,9 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
     :param patch: patch size (default: the card's ``input.patch``, the registry's input
         shape, else 32).
     :param check: first run the self-check (:func:`pynx_dlgap.inpaint.selfcheck.self_check`):
-        DL vs log-linear on shifted copies of the gap cut into this pattern's measured
-        data; where log-linear wins, the result is the log-linear fill. The outcome is
+        the gap filled by DL and by log-linear, the one whose filled pattern has less
+        autocorrelation energy outside the crystal's autocorrelation support is used
+        (shifted copies of the gap cut into measured data are scored and reported too). The outcome is
         printed and, with ``return_info``, in ``info['check']`` (``info['method']`` says
         which fill was used).
     :param dead: masked voxels outside the gap planes (dead/hot pixels, small clusters):
@@ -659,8 +660,9 @@ def add_cli(sub):
     p.add_argument("--max-width", type=int, default=None,
                    help="accept gaps up to this width (default: the model card's supported widths)")
     p.add_argument("--check", action=__import__("argparse").BooleanOptionalAction, default=True,
-                   help="self-check (default on): compare the model with log-linear interpolation on shifted "
-                        "copies of the gap cut into measured data, and use the better fill")
+                   help="self-check (default on): fill the gap with the model and with log-linear "
+                        "interpolation and use the fill whose pattern has less autocorrelation energy outside the "
+                        "crystal's autocorrelation support (scores on shifted copies of the gap are reported too)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_run_inpaint)

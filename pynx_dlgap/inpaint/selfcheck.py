@@ -36,21 +36,32 @@ Scoring (:func:`self_check`)
       quantity phase retrieval sees (the decision metric);
     * ``mae_log`` and ``pcc_log``: MAE and Pearson correlation of ``log(I+1)``.
 
-    **Decision** (``rule='geomean'``, the default since 0.7.6): the DL fill is used
-    if the geometric mean over the copies of its amplitude error divided by
-    log-linear's is below 1 (each copy weighs by its ratio, not by its share of
-    the pooled intensity, which the brightest copy dominates); otherwise
-    log-linear. ``rule='every'`` (the default from 0.5 to 0.7.5) uses DL only if
-    its ``amp`` is lower on *every* copy; ``rule='pooled'`` (before 0.5) compares
-    the pooled ``amp``. Chosen with ``benchmarks/self_check.py --offset 100``
-    (patterns apart from every other benchmark) by the lowest mean regret
-    ``amp(chosen) / amp(better) - 1`` with no worse DL fill kept on the patterns
-    unlike the training data: there ``'geomean'`` had a regret of 0.071 on
-    in-distribution and 0.032 on unlike patterns, ``'every'`` 0.130 and 0.044,
-    always log-linear 0.252 and 0.044. The copies do not tell reliably which
-    fill is better on the real gap, so the self-check is an estimate: it
-    keeps a worse DL fill in some cases (21 % of the in-distribution cases of
-    that set, none of the unlike ones; on the independent check 8 % and 17 %).
+    **Decision** (``rule='acf'``, the default since 0.7.10): the real gap is
+    filled both ways, and the fill whose pattern has the lower autocorrelation
+    energy outside the crystal's autocorrelation support is used
+    (:func:`acf_outside`: the inverse transform of the intensity is the density's
+    autocorrelation, bounded in space; a wrong gap spreads energy outside it). It
+    needs neither truth nor copies. The copies above are still scored and
+    reported. Rules on the copies: ``'geomean'`` (0.7.6-0.7.9) uses DL if the
+    geometric mean over the copies of its amplitude error divided by log-linear's
+    is below 1; ``'every'`` (0.5-0.7.5) only if its ``amp`` is lower on *every*
+    copy; ``'pooled'`` (before 0.5) compares the pooled ``amp``.
+
+    Chosen with ``benchmarks/self_check.py --n 3 --n-unlike 6 --n-analytic 6
+    --offset 100`` (patterns apart from every other benchmark) by the lowest mean
+    regret ``amp(chosen) / amp(better) - 1`` over three sets: in-distribution,
+    unlike (the simulator pushed out of its ranges) and crystals of the
+    independent recipe (:mod:`pynx_dlgap.evaluate.analytic`). Regrets there:
+    ``'acf'`` 0.059 / 0.024 / 0.064, ``'geomean'`` 0.071 / 0.032 / 0.305. On
+    the check sets (``--offset 0``: the gap-fill and unlike-data benchmarks'
+    patterns; ``--offset 200``: more analytic crystals) ``'acf'`` 0.055 / 0.055 /
+    0.038 and 0.074, ``'geomean'`` 0.112 / 0.053 / 0.219 and 0.176. On the
+    analytic crystals the copies favoured DL where it was worse (copies shifted
+    away from the peak do not represent a gap beside it) and ``'acf'`` never kept
+    a worse DL fill (it chose DL in 3 of 36 cases, log-linear otherwise). It is
+    still an estimate: it kept a worse DL fill in 0-17 % of the in-distribution
+    and unlike cases of those sets.
+
     The pattern and mask given are never modified.
 """
 from __future__ import annotations
@@ -64,17 +75,24 @@ from .._checks import PatternError, check_pattern
 from ..simulate.gaps import Gap, GapLayout
 
 __all__ = ["heldout_masks", "heldout_copies", "HeldOut", "self_check", "SelfCheck", "score_fill", "amp_ratios",
-           "geometric_mean"]
+           "geometric_mean", "acf_outside"]
 
-#: decision rule: 'geomean' (DL if the geometric mean over the held-back copies of amp(DL) / amp(log-linear)
-#: is below 1), 'every' (DL only if it beats log-linear on every copy) or 'pooled' (DL if its amplitude
-#: error pooled over the copies is below (1 - margin) x log-linear's)
-RULE = "geomean"
-RULES = ("geomean", "every", "pooled")
+#: decision rule: 'acf' (DL if its filled pattern has less autocorrelation energy outside the crystal's
+#: autocorrelation support than log-linear's, :func:`acf_outside`), 'geomean' (DL if the geometric mean over
+#: the held-back copies of amp(DL) / amp(log-linear) is below 1), 'every' (DL only if it beats log-linear on
+#: every copy) or 'pooled' (DL if its amplitude error pooled over the copies is below (1 - margin) x
+#: log-linear's)
+RULE = "acf"
+RULES = ("acf", "geomean", "every", "pooled")
 #: copies per sign: at 1 x and 2 x the shift (see :func:`heldout_masks`)
 REPS = 2
 #: margin of the 'pooled' rule
 MARGIN = 0.0
+
+#: autocorrelation support of :func:`acf_outside`: voxels where the smaller of the fills' |ACF| exceeds
+#: ``ACF_THRESHOLD`` x its maximum, dilated ``ACF_DILATE`` times
+ACF_THRESHOLD = 3e-3
+ACF_DILATE = 2
 
 #: shift used when the mask holds no gap plane (isolated dead pixels only)
 FALLBACK_SHIFT = 8
@@ -174,27 +192,42 @@ class SelfCheck:
     wins: list = field(default_factory=list)  # per mask: DL's amplitude error below log-linear's
     rule: str = RULE
     ratios: list = field(default_factory=list)  # per mask: DL's amplitude error / log-linear's
+    acf: tuple | None = None  # ('acf' rule) ACF energy outside the support: (DL fill, log-linear fill)
 
     @property
     def geomean_ratio(self) -> float:
         """Geometric mean of :attr:`ratios` (below 1: DL better; the ``'geomean'`` rule's statistic)."""
         return geometric_mean(self.ratios)
 
+    @property
+    def acf_ratio(self) -> float | None:
+        """ACF energy outside the support, DL fill / log-linear fill (below 1: DL; the ``'acf'`` rule's
+        statistic); None if not computed."""
+        if self.acf is None:
+            return None
+        d, ll = self.acf
+        return d / ll if ll > 0 else (1.0 if d == 0 else float("inf"))
+
     def summary(self) -> str:
+        use = f"using {'the DL fill' if self.choice == 'dl' else 'log-linear interpolation'}"
+        acf = (f"autocorrelation energy outside the crystal's support DL / log-linear {self.acf_ratio:.3f}"
+               if self.acf is not None else "")
         if not self.scores:
-            return f"self-check: {self.reason}; using {self.choice}"
+            return f"self-check ({self.rule!r}): {acf + '; ' if acf else ''}{self.reason}; {use}"
         d, ll = self.scores["dl"], self.scores["loglinear"]
-        return (f"self-check on {self.n_voxels} held-back measured voxels ({len(self.masks)} shifted copies "
-                f"of the gap; DL better on {sum(self.wins)} of them, geometric mean of DL / log-linear "
-                f"{self.geomean_ratio:.3f}, rule {self.rule!r}): "
+        return (f"self-check (rule {self.rule!r}): {acf + '; ' if acf else ''}on {self.n_voxels} held-back "
+                f"measured voxels ({len(self.masks)} shifted copies of the gap; DL better on {sum(self.wins)} of "
+                f"them, geometric mean of DL / log-linear {self.geomean_ratio:.3f}): "
                 f"amplitude error DL {d['amp']:.4f} vs log-linear {ll['amp']:.4f}, "
                 f"MAE(log I) {d['mae_log']:.4f} vs {ll['mae_log']:.4f}, PCC(log I) {d['pcc_log']:.4f} vs "
-                f"{ll['pcc_log']:.4f} -> using {'the DL fill' if self.choice == 'dl' else 'log-linear interpolation'}")
+                f"{ll['pcc_log']:.4f} -> {use}")
 
     def to_dict(self) -> dict:
         return {"choice": self.choice, "n_voxels": self.n_voxels, "masks": list(self.masks),
                 "wins": [bool(w) for w in self.wins], "ratios": [float(r) for r in self.ratios],
-                "geomean_ratio": self.geomean_ratio, "rule": self.rule, "scores": self.scores, "reason": self.reason}
+                "geomean_ratio": self.geomean_ratio, "rule": self.rule, "scores": self.scores, "reason": self.reason,
+                "acf_outside": None if self.acf is None else [float(e) for e in self.acf],
+                "acf_ratio": self.acf_ratio}
 
 
 def amp_ratios(amps) -> list:
@@ -212,33 +245,78 @@ def geometric_mean(ratios) -> float:
         return float(np.exp(np.mean(np.log(r))))
 
 
+def acf_outside(fills, *, threshold: float = ACF_THRESHOLD, dilate: int = ACF_DILATE) -> list:
+    """Energy of each filled pattern's autocorrelation outside the crystal's autocorrelation support.
+
+    The inverse Fourier transform of a diffraction intensity is the autocorrelation
+    (ACF) of the scattering density, whose support is bounded (twice the crystal).
+    A fill that is wrong on the gap planes adds to the ACF the inverse transform of
+    its error, which a thin slab of reciprocal space spreads over all of real space:
+    most of it lands outside that support. Among fills of the same measured pattern
+    (they differ only on the gap), the one with the least ACF energy outside the
+    support is the one that agrees best with a compact crystal, without any truth.
+
+    :param fills: filled patterns of the same shape (centred, 2-D or 3-D); not modified.
+    :param threshold: the support holds the voxels where the element-wise minimum over
+        the fills of ``|ACF|`` exceeds ``threshold`` x its maximum (what all fills agree
+        is signal), dilated ``dilate`` times (a 3x3(x3) cross element).
+    :returns: ``[sum over voxels outside the support of |ACF|^2, ...]``, one per fill
+        (float64; the ACF is ``fftshift(|ifftn(ifftshift(I))|)``, so Parseval's scale).
+    """
+    from scipy import fft as sfft
+    from scipy.ndimage import binary_dilation
+    if not fills:
+        raise ValueError("acf_outside needs at least one fill")
+    shape = np.shape(fills[0])
+    if any(np.shape(f) != shape for f in fills):
+        raise ValueError(f"fills of different shapes: {[np.shape(f) for f in fills]}")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    acfs = [np.fft.fftshift(np.abs(sfft.ifftn(np.fft.ifftshift(np.asarray(f, dtype=np.float64)), workers=-1)))
+            for f in fills]  # float64 (scipy.fft on every core); ifftshift returns a copy: the fills stay as given
+    low = np.minimum.reduce(acfs)
+    support = low > threshold * low.max()
+    if dilate > 0:
+        support = binary_dilation(support, iterations=int(dilate))
+    return [float(np.sum(np.square(c[~support]))) for c in acfs]
+
+
 def self_check(iobs, mask, model, *, sep: int = 3, masks=None, rule: str | None = None, reps: int | None = None,
-               margin: float | None = None, **inpaint_kw) -> SelfCheck:
-    """Compare the model with log-linear interpolation on held-back gaps of this pattern.
+               margin: float | None = None, acf_threshold: float | None = None, **inpaint_kw) -> SelfCheck:
+    """Compare the model with log-linear interpolation on this pattern; say which fill to use.
 
     :param iobs, mask: the pattern and its mask (True = not measured); never modified.
     :param model: an inpainting model (:func:`~pynx_dlgap.inpaint.infer.load_inpaint_model`).
     :param masks: held-back copies (default :func:`heldout_copies` ``(mask, sep=sep, reps=reps)``):
         :class:`HeldOut` triples, or ``(name, voxels)`` pairs, filled with ``mask | voxels``.
-    :param rule: ``'geomean'`` (default :data:`RULE`): DL is chosen if the geometric mean over the
-        held-back copies of its amplitude error divided by log-linear's is below 1; ``'every'``: only
-        if its amplitude error is lower on every copy; ``'pooled'``: if its error pooled over the
-        copies is below ``(1 - margin)`` times log-linear's.
+    :param rule: ``'acf'`` (default :data:`RULE`): the real gap is filled both ways and DL is chosen if
+        its filled pattern has less autocorrelation energy outside the crystal's autocorrelation support
+        (:func:`acf_outside`); the held-back copies are still scored and reported. ``'geomean'``: DL if
+        the geometric mean over the held-back copies of its amplitude error divided by log-linear's is
+        below 1; ``'every'``: only if its amplitude error is lower on every copy; ``'pooled'``: if its
+        error pooled over the copies is below ``(1 - margin)`` times log-linear's.
     :param reps: copies per sign (default :data:`REPS`).
     :param margin: margin of the ``'pooled'`` rule (default :data:`MARGIN`).
+    :param acf_threshold: support threshold of the ``'acf'`` rule (default :data:`ACF_THRESHOLD`).
     :param inpaint_kw: passed to :func:`~pynx_dlgap.inpaint.infer.inpaint` (device, bf16, ...).
     """
     from .baselines import fill_loglinear
     from .infer import inpaint
     margin = MARGIN if margin is None else float(margin)
     rule = RULE if rule is None else rule
+    thr = ACF_THRESHOLD if acf_threshold is None else float(acf_threshold)
     if not 0.0 <= margin < 1.0:
         raise ValueError(f"margin must be in [0, 1), got {margin}")
     if rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(map(repr, RULES))}, got {rule!r}")
+    if not 0.0 < thr < 1.0:
+        raise ValueError(f"acf_threshold must be in (0, 1), got {thr}")
     a, m = check_pattern(iobs, mask)
     masks = heldout_copies(m, sep=sep, reps=REPS if reps is None else reps) if masks is None else masks
     inpaint_kw = dict(inpaint_kw, progress=False, return_info=False)
+    acf = None
+    if rule == "acf":  # the real gap filled both ways: which filled pattern looks more like a compact crystal?
+        acf = tuple(acf_outside([inpaint(a, m, model, **inpaint_kw), fill_loglinear(a, m)], threshold=thr))
     truth, fd, fl, used, skipped = [], [], [], [], []
     for name, art, *fill in masks:
         mm = np.asarray(fill[0], bool) | m if fill else m | art
@@ -252,18 +330,23 @@ def self_check(iobs, mask, model, *, sep: int = 3, masks=None, rule: str | None 
         fd.append(f_dl[art])
         fl.append(f_ll[art])
         used.append(name)
+    acf_choice = None
+    if acf is not None:  # a tie (equal energies, e.g. identical fills) keeps log-linear
+        acf_choice = "dl" if acf[0] < acf[1] else "loglinear"
     if not used:
         why = "no measured region next to the gap to test on" + (f" ({'; '.join(skipped)})" if skipped else "")
-        return SelfCheck("loglinear", {}, 0, [], why, rule=rule)
+        return SelfCheck(acf_choice or "loglinear", {}, 0, [], why, rule=rule, acf=acf)
     amps = [(score_fill(t, d)["amp"], score_fill(t, f)["amp"]) for t, d, f in zip(truth, fd, fl)]
     wins = [d < ll for d, ll in amps]
     ratios = amp_ratios(amps)
     t = np.concatenate(truth)
     scores = {"dl": score_fill(t, np.concatenate(fd)), "loglinear": score_fill(t, np.concatenate(fl))}
-    if rule == "geomean":
+    if rule == "acf":
+        choice = acf_choice
+    elif rule == "geomean":
         choice = "dl" if geometric_mean(ratios) < 1.0 else "loglinear"  # nan (inf x 0) -> log-linear
     elif rule == "every":
         choice = "dl" if all(wins) else "loglinear"
     else:
         choice = "dl" if scores["dl"]["amp"] < (1.0 - margin) * scores["loglinear"]["amp"] else "loglinear"
-    return SelfCheck(choice, scores, int(t.size), used, wins=wins, rule=rule, ratios=ratios)
+    return SelfCheck(choice, scores, int(t.size), used, wins=wins, rule=rule, ratios=ratios, acf=acf)
