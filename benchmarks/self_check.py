@@ -46,6 +46,7 @@ mean of amp(chosen) / amp(better) - 1.
     python benchmarks/self_check.py --n 3 --n-unlike 6 --n-analytic 6 --offset 100 --cases  # the rule was chosen here
     python benchmarks/self_check.py --n 3 --n-unlike 6 --n-analytic 6 --cases   # gap_fill's and unlike_data's patterns
     python benchmarks/self_check.py --n 0 --n-unlike 0 --n-analytic 6 --offset 200 --cases  # more analytic crystals
+    python benchmarks/self_check.py --n 3 --n-unlike 6 --n-analytic 6 --offset 300 --cases  # a further check set
 """
 from __future__ import annotations
 
