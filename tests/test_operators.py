@@ -272,6 +272,30 @@ def test_device_fill_matches_host_fill(tiny, data, mode, explicit):
     assert info["voxels_filled"] == int(m.sum()) and info["fill"] == "dl" and info["patches"] > 0
 
 
+def test_device_fill_with_self_check_matches_host_fill(data):
+    """With the self-check on, the device step (_fill_tensor) judges the DL fill it computed itself
+    and writes the same choice and values as the host step (_new_iobs, through inpaint(check=True))."""
+    import torch
+    from test_infer import tiny as tiny_model
+    I, m, _ = data
+    pc = import_pynx_cdi("cpu")
+    stored = np.fft.fftshift(I).copy()
+    ms = np.fft.fftshift(m)
+    stored[ms] = -1.05e38
+    cdi = pc.CDI(stored.copy())
+    model = tiny_model(perturb=True, seed=int(np.random.default_rng().integers(1000)))  # DL differs from log-linear
+    op = DLInpaint(model=model, family="cpu", mode="observed", check=True)
+    ref = op._new_iobs(cdi)
+    host = op._info
+    s = torch.from_numpy(cdi.iobs.copy())
+    out, info = op._fill_tensor(s, cdi.iobs)
+    assert info["fill"] == host["fill"] and info["check"]["choice"] == host["check"]["choice"]
+    np.testing.assert_allclose(info["check"]["acf_outside"], host["check"]["acf_outside"], rtol=1e-4)
+    got = s.numpy()
+    np.testing.assert_array_equal(got[~ms], ref[~ms])
+    np.testing.assert_allclose(got[ms], ref[ms], rtol=1e-5)
+
+
 def test_cuda_family_needs_a_gpu(tiny):
     import torch
     from pynx_dlgap.pynx_backend import CUDAUnavailable

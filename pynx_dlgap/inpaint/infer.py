@@ -583,11 +583,18 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
     dev = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     from ..precision import resolve_bf16
     bf16 = resolve_bf16(bf16, dev, "the inpainting model")
+    out = np.array(a, dtype=np.float32, copy=True)
+    n_batches = math.ceil(len(plan) / batch_size)
+    values, t_model = _fill_values(torch.from_numpy(np.array(a, np.float32, copy=True)).to(dev),
+                                   torch.from_numpy(np.ascontiguousarray(m)).to(dev), a, m, model, plan, rest,
+                                   dead, batch_size, bf16, progress, trust, hot)
+    out[m] = values.cpu().numpy()[m]
     checked = None
-    if check:
+    if check:  # after the DL fill, which the self-check's default rule judges as it is (not filled again)
         from .selfcheck import self_check
         checked = self_check(a, m, model, overlap=overlap, batch_size=batch_size, device=dev, max_width=max_width,
-                             bf16=bf16, patch=P, dead=dead, trust=trust, tta_bright=tta_bright, bright=bright)
+                             bf16=bf16, patch=P, dead=dead, trust=trust, tta_bright=tta_bright, bright=bright,
+                             dl_fill=out)
         print(checked.summary())
         if checked.choice != "dl":
             from .baselines import fill_loglinear
@@ -597,16 +604,9 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
             return out, {"method": "loglinear", "check": checked.to_dict(), "seconds": time.perf_counter() - t0,
                          "n_masked": int(np.count_nonzero(m)), "layout": str(layout), "widths": list(layout.widths),
                          "n_patches": 0, "n_batches": 0, "seconds_model": 0.0, "device": str(dev), "bf16": bool(bf16),
-                         "overlap": plan.overlap, "plan": "self-check chose log-linear: no patch run",
+                         "overlap": plan.overlap, "plan": "self-check chose log-linear: the model's fill is not used",
                          "tta": int(tta), "trust": trust, "tta_bright": max(int(tta), int(tta_bright)),
                          "n_bright": 0}
-
-    out = np.array(a, dtype=np.float32, copy=True)
-    n_batches = math.ceil(len(plan) / batch_size)
-    values, t_model = _fill_values(torch.from_numpy(np.array(a, np.float32, copy=True)).to(dev),
-                                   torch.from_numpy(np.ascontiguousarray(m)).to(dev), a, m, model, plan, rest,
-                                   dead, batch_size, bf16, progress, trust, hot)
-    out[m] = values.cpu().numpy()[m]
     if not return_info:
         return out
     info = {

@@ -287,7 +287,8 @@ def acf_outside(fills, *, threshold: float = ACF_THRESHOLD, dilate: int = ACF_DI
 
 
 def self_check(iobs, mask, model, *, sep: int = 3, masks=None, rule: str | None = None, reps: int | None = None,
-               margin: float | None = None, acf_threshold: float | None = None, **inpaint_kw) -> SelfCheck:
+               margin: float | None = None, acf_threshold: float | None = None, dl_fill=None,
+               **inpaint_kw) -> SelfCheck:
     """Compare the model with log-linear interpolation on this pattern; say which fill to use.
 
     :param iobs, mask: the pattern and its mask (True = not measured); never modified.
@@ -303,6 +304,9 @@ def self_check(iobs, mask, model, *, sep: int = 3, masks=None, rule: str | None 
     :param reps: copies per sign (default :data:`REPS`).
     :param margin: margin of the ``'pooled'`` rule (default :data:`MARGIN`).
     :param acf_threshold: support threshold of the ``'acf'`` rule (default :data:`ACF_THRESHOLD`).
+    :param dl_fill: the pattern with its real gap already filled by the model, when the caller has
+        it (the fill it would return): the ``'acf'`` rule uses it instead of filling the gap again
+        (default: :func:`~pynx_dlgap.inpaint.infer.inpaint` with ``inpaint_kw``); not modified.
     :param inpaint_kw: passed to :func:`~pynx_dlgap.inpaint.infer.inpaint` (device, bf16, ...).
     """
     from .baselines import fill_loglinear
@@ -319,9 +323,12 @@ def self_check(iobs, mask, model, *, sep: int = 3, masks=None, rule: str | None 
     a, m = check_pattern(iobs, mask)
     masks = heldout_copies(m, sep=sep, reps=REPS if reps is None else reps) if masks is None else masks
     inpaint_kw = dict(inpaint_kw, progress=False, return_info=False)
+    if dl_fill is not None and np.shape(dl_fill) != a.shape:
+        raise ValueError(f"dl_fill has shape {np.shape(dl_fill)}, the pattern {a.shape}")
     acf = None
     if rule == "acf":  # the real gap filled both ways: which filled pattern looks more like a compact crystal?
-        acf = tuple(acf_outside([inpaint(a, m, model, **inpaint_kw), fill_loglinear(a, m)], threshold=thr))
+        f_dl = inpaint(a, m, model, **inpaint_kw) if dl_fill is None else dl_fill
+        acf = tuple(acf_outside([f_dl, fill_loglinear(a, m)], threshold=thr))
     truth, fd, fl, used, skipped = [], [], [], [], []
     for name, art, *fill in masks:
         mm = np.asarray(fill[0], bool) | m if fill else m | art

@@ -225,25 +225,28 @@ class _DLInpaintCore:
         from ..precision import resolve_bf16
         bf16 = resolve_bf16(self.bf16, dev, "DLInpaint")
         fill_t = torch.from_numpy(np.ascontiguousarray(to_fill)).to(dev)
+        # the DL fill first, on the device: the self-check's default rule judges it as it is (not filled again)
+        P, plan, layout, rest, _, bs = _checked_plan(I_c, m_c, self.model, self.overlap, None, None,
+                                                     self.batch_size)
+        # decode on the device: observed as is, free pixels -(I+1) -> I, masked/estimated/to fill -> 0
+        sf = s.float()
+        inten_t = torch.where(sf >= 0, sf, torch.where(sf > ESTIMATE_MAX, -sf - 1, torch.zeros_like(sf)))
+        inten_t = torch.where(fill_t, torch.zeros_like(inten_t), inten_t)
+        I_t = torch.fft.fftshift(inten_t)  # numpy's fftshift, any parity
+        m_t = torch.fft.fftshift(fill_t)
+        values, t_model = _fill_values(I_t, m_t, I_c, m_c, self.model, plan, rest, "loglinear", bs, bf16,
+                                       self.progress, self.trust, self._hot)
         method, checked = "dl", None
         if self.check:
             from ..inpaint.selfcheck import self_check
+            dl_fill = np.array(I_c, dtype=np.float32, copy=True)
+            dl_fill[m_c] = values.cpu().numpy()[m_c]
             checked = self_check(I_c, m_c, self.model, overlap=self.overlap, batch_size=self.batch_size, device=dev,
                                  bf16=bf16, trust=self.trust, bright=self.bright,
-                                 tta_bright=self._tta_bright_over)
+                                 tta_bright=self._tta_bright_over, dl_fill=dl_fill)
             print(checked.summary())
             method = checked.choice
         if method == "dl":
-            P, plan, layout, rest, _, bs = _checked_plan(I_c, m_c, self.model, self.overlap, None, None,
-                                                         self.batch_size)
-            # decode on the device: observed as is, free pixels -(I+1) -> I, masked/estimated/to fill -> 0
-            sf = s.float()
-            inten_t = torch.where(sf >= 0, sf, torch.where(sf > ESTIMATE_MAX, -sf - 1, torch.zeros_like(sf)))
-            inten_t = torch.where(fill_t, torch.zeros_like(inten_t), inten_t)
-            I_t = torch.fft.fftshift(inten_t)  # numpy's fftshift, any parity
-            m_t = torch.fft.fftshift(fill_t)
-            values, t_model = _fill_values(I_t, m_t, I_c, m_c, self.model, plan, rest, "loglinear", bs, bf16,
-                                           self.progress, self.trust, self._hot)
             values = torch.fft.ifftshift(values)
             info.update(patches=len(plan), batches=-(-len(plan) // bs), layout=str(layout), seconds_model=t_model)
         else:
