@@ -2,7 +2,8 @@
 
 The self-check (:mod:`pynx_dlgap.inpaint.selfcheck`) decides between the DL fill
 and log-linear interpolation from artificial gaps cut next to the real gap
-(shifted copies of the real mask). Whether it chose right is known here, because
+(shifted copies of the real mask, or its mirror images through the Bragg peak) or from
+the autocorrelation of the filled pattern. Whether it chose right is known here, because
 the simulated truth inside the real gap is known: the *better* fill is the one
 with the lower relative amplitude error ``sum (sqrt f - sqrt t)^2 / sum t`` on
 the real gap.
@@ -32,7 +33,17 @@ Rules (all from the same fills, so they are compared on equal terms):
 * ``acf T``: DL if the real gap's DL-filled pattern has less autocorrelation energy
   outside the crystal's autocorrelation support than the log-linear-filled one
   (:func:`pynx_dlgap.inpaint.selfcheck.acf_outside`, support threshold ``T``; no copies,
-  no truth); ``acf 0.003`` is the shipped rule since 0.7.10;
+  no truth); ``acf 0.003`` was the shipped rule in 0.7.10;
+* ``mirror geo``: ``geo. mean`` over the gap's mirror images through the Bragg peak
+  (:func:`pynx_dlgap.inpaint.selfcheck.mirror_copies`: copies at the real gap's
+  distance from the peak, on its other side) instead of the shifted copies (those
+  where the images come too close to the real gap); ``mirror every``: DL only if it
+  wins on every image; ``all geo``: the geometric mean over the shifted copies and
+  the images together;
+* ``mirror|acf``: ``mirror geo`` where there are images, ``acf 0.003`` elsewhere (the
+  self-check's ``'mirror'`` rule, the default since 0.7.11);
+  ``acf x mirror``: DL if the product of the ``acf 0.003`` ratio and the images'
+  geometric mean is below 1 (the ACF ratio alone without images);
 * ``acf & geo``: DL only if both ``acf 0.003`` and ``geo. mean`` say DL;
 * ``acf|geo B``: ``acf 0.003`` where its ratio is outside [1 - B, 1 + B], ``geo. mean``
   inside.
@@ -43,10 +54,11 @@ was worse than log-linear on the real gap (the harm the self-check must avoid);
 ``missed`` = share where it kept log-linear but DL was better; ``regret`` =
 mean of amp(chosen) / amp(better) - 1.
 
-    python benchmarks/self_check.py --n 3 --n-unlike 6 --n-analytic 6 --offset 100 --cases  # the rule was chosen here
+    python benchmarks/self_check.py --n 3 --n-unlike 6 --n-analytic 6 --offset 100 --cases  # the ACF rule was chosen here
     python benchmarks/self_check.py --n 3 --n-unlike 6 --n-analytic 6 --cases   # gap_fill's and unlike_data's patterns
     python benchmarks/self_check.py --n 0 --n-unlike 0 --n-analytic 6 --offset 200 --cases  # more analytic crystals
     python benchmarks/self_check.py --n 3 --n-unlike 6 --n-analytic 6 --offset 300 --cases  # a further check set
+    # (the mirror rule was written after the first three had been run, and checked here)
 """
 from __future__ import annotations
 
@@ -66,7 +78,7 @@ def case_fills(I, m, model, reps=2):
     from pynx_dlgap.inpaint.baselines import fill_loglinear
     from pynx_dlgap.inpaint.infer import inpaint
     from pynx_dlgap.inpaint.selfcheck import heldout_copies, score_fill
-    from pynx_dlgap.inpaint.selfcheck import acf_outside
+    from pynx_dlgap.inpaint.selfcheck import acf_outside, mirror_copies
     seen = np.where(m, 0, I)
     f_dl, f_ll = inpaint(seen, m, model, progress=False), fill_loglinear(seen, m)
     real = {"dl": score_fill(I[m], f_dl[m])["amp"], "loglinear": score_fill(I[m], f_ll[m])["amp"]}
@@ -81,6 +93,13 @@ def case_fills(I, m, model, reps=2):
             continue
         copies.append(dict(name=name, k=int(name.split()[1][1:] or 1), t=seen[art],
                            dl=fd[art], ll=fill_loglinear(seen, mm)[art]))
+    for name, art, mm in mirror_copies(seen, m):  # the gap's mirror images through the peak (k = 0)
+        try:
+            fd = inpaint(seen, mm, model, progress=False)
+        except PatternError as e:
+            print(f"  skipped copy {name}: {e}", file=sys.stderr)
+            continue
+        copies.append(dict(name=name, k=0, t=seen[art], dl=fd[art], ll=fill_loglinear(seen, mm)[art]))
     return real, copies, acf
 
 
@@ -98,7 +117,7 @@ def pooled(copies, ks):
             score_fill(t, np.concatenate([c["ll"] for c in cs]))["amp"])
 
 
-def rules(copies, acf):
+def rules(copies, acf):  # copies: shifted (k >= 1) and mirror images (k = 0)
     from pynx_dlgap.inpaint.selfcheck import amp_ratios, geometric_mean, score_fill
     out = {}
     p1, p2 = pooled(copies, (1,)), pooled(copies, (1, 2))
@@ -106,6 +125,8 @@ def rules(copies, acf):
     out["pooled x2"] = "dl" if p2 and p2[0] < p2[1] else "loglinear"
     for mg in (0.05, 0.1, 0.2):
         out[f"margin {mg:g}"] = "dl" if p1 and p1[0] < (1 - mg) * p1[1] else "loglinear"
+    mirrors = [c for c in copies if c["k"] == 0]
+    copies = [c for c in copies if c["k"] > 0]  # the shifted copies (the rules above and below)
     amps = [(score_fill(c["t"], c["dl"])["amp"], score_fill(c["t"], c["ll"])["amp"]) for c in copies]
     wins = [d < ll for d, ll in amps]
     out["every copy"] = "dl" if wins and all(wins) else "loglinear"
@@ -113,6 +134,17 @@ def rules(copies, acf):
     # geometric mean over the copies of amp(DL) / amp(log-linear), as self_check's 'geomean' rule
     geo = geometric_mean(amp_ratios(amps))
     out["geo. mean"] = "dl" if geo < 1.0 else "loglinear"
+    # the same statistic on the mirror images through the peak (shifted copies where there is none), and on all
+    m_amps = [(score_fill(c["t"], c["dl"])["amp"], score_fill(c["t"], c["ll"])["amp"]) for c in mirrors]
+    m_geo = geometric_mean(amp_ratios(m_amps)) if m_amps else geo
+    out["mirror geo"] = "dl" if m_geo < 1.0 else "loglinear"
+    out["mirror every"] = "dl" if (all(d < ll for d, ll in m_amps) if m_amps else out["every copy"] == "dl") \
+        else "loglinear"
+    out["all geo"] = "dl" if geometric_mean(amp_ratios(amps + m_amps)) < 1.0 else "loglinear"
+    r_acf = acf[3e-3][0] / acf[3e-3][1] if acf[3e-3][1] > 0 else np.inf
+    # the images where there are some, the ACF elsewhere; the product of the two ratios (ACF alone without images)
+    out["mirror|acf"] = ("dl" if m_geo < 1.0 else "loglinear") if m_amps else ("dl" if r_acf < 1.0 else "loglinear")
+    out["acf x mirror"] = "dl" if r_acf * (m_geo if m_amps else 1.0) < 1.0 else "loglinear"
     # ACF energy outside the autocorrelation support of the real-gap fills: DL if its energy is lower
     for thr, (e_dl, e_ll) in acf.items():
         r = e_dl / e_ll if e_ll > 0 else np.inf
@@ -193,13 +225,16 @@ def main(argv=None):
         from pynx_dlgap.inpaint.selfcheck import amp_ratios, geometric_mean, score_fill
         print("\n## per case: amp(DL) / amp(log-linear) on the real gap, the copies' geometric mean, and the ACF "
               "energy ratio DL / log-linear outside the support per threshold")
-        print(f"{'set':<9} {'case':<12} {'real':>7} {'copies':>7} " + " ".join(f"{'acf ' + format(t, 'g'):>9}"
+        print(f"{'set':<9} {'case':<12} {'real':>7} {'copies':>7} {'mirror':>7} " + " ".join(f"{'acf ' + format(t, 'g'):>9}"
                                                                          for t in ACF_THRESHOLDS))
         for r in res:
-            amps = [(score_fill(c["t"], c["dl"])["amp"], score_fill(c["t"], c["ll"])["amp"]) for c in r["copies"]]
-            print(f"{r['set']:<9} {r['name']:<12} {r['real']['dl'] / r['real']['loglinear']:7.3f} "
-                  f"{geometric_mean(amp_ratios(amps)):7.3f} "
-                  + " ".join(f"{e[0] / e[1]:9.3f}" for e in r["acf"].values()))
+            amps = [(score_fill(c["t"], c["dl"])["amp"], score_fill(c["t"], c["ll"])["amp"]) for c in r["copies"]
+                    if c["k"] > 0]
+            m_amps = [(score_fill(c["t"], c["dl"])["amp"], score_fill(c["t"], c["ll"])["amp"])
+                      for c in r["copies"] if c["k"] == 0]
+            print(f"{r['set']:<9} {r['name']:<12} {r['real']['dl'] / r['real']['loglinear']:7.4f} "
+                  f"{geometric_mean(amp_ratios(amps)):7.4f} {geometric_mean(amp_ratios(m_amps)):7.4f} "
+                  + " ".join(f"{e[0] / e[1]:9.5f}" for e in r["acf"].values()))
     print(f"\n# total {time.perf_counter() - t0:.0f} s")
 
 

@@ -95,6 +95,7 @@ def main(argv=None):
         rows.append(dict(i=i, peak=float(I.max()), floor=float(np.median(I[:4, :4, :4])), scores=sc,
                          choice=info["method"], better=better, ft_seconds=rep["seconds"],
                          copies=info["check"]["ratios"], acf=info["check"].get("acf_ratio"),
+                         mirror=info["check"].get("mirror_ratio"),
                          real=sc["dl"]["amp"] / sc["loglinear"]["amp"]))
         print(f"pattern {i}: peak {I.max():.3g}, self-check chose {info['method']}, better on the real gap: "
               f"{better}; fine-tuning {rep['seconds']:.0f} s", file=sys.stderr, flush=True)
@@ -111,12 +112,13 @@ def main(argv=None):
     print()
     meths = ["loglinear", "dl", "dl-finetuned", "self-check"]
     hdr = (f"{'pattern':8} {'peak':>8} " + " ".join(f"{m + ' amp':>17}" for m in meths) + f" {'choice':>10} {'right':>6}"
-           f" {'real dl/ll':>10} {'acf dl/ll':>9} {'copies dl/ll (geomean; min-max)':>32}")
+           f" {'real dl/ll':>10} {'mirror dl/ll':>12} {'acf dl/ll':>9} {'copies dl/ll (geomean; min-max)':>32}")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         print(f"{r['i']:8d} {r['peak']:8.2g} " + " ".join(f"{r['scores'][m]['amp']:17.4f}" for m in meths)
               + f" {r['choice']:>10} {'yes' if r['choice'] == r['better'] else 'no':>6} {r['real']:10.3f} "
+              + (f"{r['mirror']:12.3f} " if r["mirror"] is not None else f"{'-':>12} ")
               + (f"{r['acf']:9.3f} " if r["acf"] is not None else f"{'-':>9} ")
               + (f"{geometric_mean(r['copies']):.3f}; {min(r['copies']):.3f}-{max(r['copies']):.3f}"
                  if r["copies"] else "no copies").rjust(32))
@@ -128,9 +130,11 @@ def main(argv=None):
         print(f"{k:20} " + " ".join(f"{np.mean([r['scores'][m][k] for r in rows]):13.4f}" for m in meths))
     ok = sum(r["choice"] == r["better"] for r in rows)
     print(f"\n# the self-check chose the better fill (amplitude error on the real gap) on {ok} of {len(rows)} patterns")
-    print("# real dl/ll: DL's amplitude error / log-linear's on the real gap; acf dl/ll: the self-check's statistic, "
-          "the autocorrelation energy outside the crystal's support of the DL-filled pattern / the log-linear-filled "
-          "one (DL chosen where it is below 1, the default rule since 0.7.10); copies: the amplitude error ratio on the "
+    print("# real dl/ll: DL's amplitude error / log-linear's on the real gap; mirror dl/ll: the self-check's statistic "
+          "since 0.7.11, the geometric mean of that ratio on the gap's mirror images through the Bragg peak (DL chosen "
+          "where it is below 1; the ACF's where there is no image, '-'); acf dl/ll: the autocorrelation energy outside "
+          "the crystal's support of the DL-filled pattern / the log-linear-filled one (the 0.7.10 rule chose DL where "
+          "it was below 1); copies: the amplitude error ratio on the "
           "self-check's held-back copies (the 0.7.6-0.7.9 rule chose DL where their geometric mean was below 1)")
     print(f"# total {time.perf_counter() - t0:.0f} s")
 

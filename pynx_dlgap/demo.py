@@ -3,9 +3,9 @@
 1. a 3-D BCDI pattern: simulated (measured-like counts, a detector-gap cross),
    or the user's own (``--data``/``--mask``);
 2. the gap filled with the DL inpainting model **after its self-check**
-   (:mod:`pynx_dlgap.inpaint.selfcheck`): the model's and log-linear interpolation's
-   filled patterns are compared by their autocorrelation energy outside the
-   crystal's support, and the lower one is used (``--no-check``: the model's fill whatever the check says;
+   (:mod:`pynx_dlgap.inpaint.selfcheck`): the model and log-linear interpolation
+   fill the gap's mirror images through the Bragg peak, cut into measured data,
+   and the one with the lower amplitude error there is used (``--no-check``: the model's fill whatever the check says;
    ``--method loglinear`` etc.: a classical fill);
 3. phase retrieval with real PyNX (CPU backend, the harness chain of
    :mod:`pynx_dlgap.evaluate.phasing`) of the masked pattern and of the filled

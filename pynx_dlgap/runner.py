@@ -36,10 +36,11 @@ PyNX's own. New flags (group "pynx-dlgap deep-learning steps" in ``--help``):
     trust region of the DL fill around log-linear interpolation, in ``log(I+1)``
     (``inpaint(trust=)``; default ``card``: the model card's ``inference.trust``).
 ``--dl-inpaint-check on|off``
-    self-check (default on): the DL fill is compared with log-linear interpolation by
-    the autocorrelation energy each filled pattern has outside the crystal's
-    autocorrelation support (:mod:`pynx_dlgap.inpaint.selfcheck`); the lower one is
-    written (scores on shifted copies of the gap go to the ``.cxi`` too).
+    self-check (default on): the DL fill is compared with log-linear interpolation on
+    the gap's mirror images through the Bragg peak, cut into measured data (by the
+    autocorrelation energy outside the crystal's support where there is no image;
+    :mod:`pynx_dlgap.inpaint.selfcheck`); the better one is written (the scores, and
+    those on shifted copies of the gap, go to the ``.cxi`` too).
 ``--dl-finetune EPOCHS``
     with ``--dl-inpaint``: fine-tune the inpainting model on the scan's own measured
     data first (:mod:`pynx_dlgap.training.finetune`); before/after scores go to the
@@ -252,6 +253,8 @@ def runner_classes():
                     p["dl_inpaint_check"] = json.dumps(sc, default=float)
                     acf = (f" (ACF energy outside the support DL / log-linear {sc['acf_ratio']:.3f})"
                            if sc.get("acf_ratio") is not None else "")
+                    if sc.get("mirror_ratio") is not None:
+                        acf += f" (amplitude error DL / log-linear on the gap's mirror images {sc['mirror_ratio']:.3f})"
                     print(f"pynx-dlgap: self-check (rule {sc['rule']}) chose {sc['choice']}{acf} "
                           + " ".join(f"(held-back amplitude error {k} {v['amp']:.4f})"
                                      for k, v in sc["scores"].items()))
@@ -396,7 +399,7 @@ def runner_classes():
             grp.add_argument("--dl-inpaint-check", "--dl_inpaint_check", dest="dl_inpaint_check",
                              choices=["on", "off"], default="on",
                              help="self-check (default on): keep the DL or the log-linear fill, whichever "
-                                  "leaves less autocorrelation energy outside the crystal's support")
+                                  "does better on the gap's mirror images through the Bragg peak")
             grp.add_argument("--dl-finetune", "--dl_finetune", dest="dl_finetune", type=int, default=0,
                              metavar="EPOCHS",
                              help="with --dl-inpaint: first fine-tune the inpainting model on this scan's measured "

@@ -291,6 +291,8 @@ def test_device_fill_with_self_check_matches_host_fill(data):
     out, info = op._fill_tensor(s, cdi.iobs)
     assert info["fill"] == host["fill"] and info["check"]["choice"] == host["check"]["choice"]
     np.testing.assert_allclose(info["check"]["acf_outside"], host["check"]["acf_outside"], rtol=1e-4)
+    assert info["check"]["mirrors"] == host["check"]["mirrors"]
+    np.testing.assert_allclose(info["check"]["mirror_ratios"], host["check"]["mirror_ratios"], rtol=1e-4)
     got = s.numpy()
     np.testing.assert_array_equal(got[~ms], ref[~ms])
     np.testing.assert_allclose(got[ms], ref[ms], rtol=1e-5)

@@ -72,7 +72,7 @@ def test_end_to_end_with_dl_steps(tmp_path):
              tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "DLInpaint (" in r.stdout and "DLPhaseInit start" in r.stdout
-    assert "fine-tuned the inpainting model" in r.stdout and "self-check (rule acf) chose" in r.stdout
+    assert "fine-tuned the inpainting model" in r.stdout and "self-check (rule mirror) chose" in r.stdout
     assert "detwin=False" in r.stdout  # the DL start turns PyNX's detwinning off
     with h5py.File(tmp_path / "latest.cxi", "r") as f:
         cfg = f["entry_1/image_1/process_1/configuration"]

@@ -8,7 +8,8 @@ import pytest
 
 from pynx_dlgap.inpaint import fill_loglinear
 from pynx_dlgap.inpaint.infer import inpaint, load_inpaint_model
-from pynx_dlgap.inpaint.selfcheck import acf_outside, heldout_copies, heldout_masks, score_fill, self_check
+from pynx_dlgap.inpaint.selfcheck import (acf_outside, heldout_copies, heldout_masks, mirror_copies, pattern_peak,
+                                          score_fill, self_check)
 from pynx_dlgap.models import save_weights
 from pynx_dlgap.simulate.gaps import GapLayout, cross, plane
 from pynx_dlgap.training.finetune import finetune, finetune_patches
@@ -68,6 +69,49 @@ def test_heldout_copies_are_filled_as_whole_gap_planes():
         assert not rest.any() and len(layout.gaps) == 4, (c.name, layout)
     # the scored voxels of the far copies exclude the near ones: alone, they are no longer gap planes
     assert GapLayout.from_mask(m | copies[2].voxels)[1].any()
+
+
+def _reflect_loop(m, ax, p):
+    """Written-out reference: out[i] = m[2p - i] along ``ax`` (False off the array)."""
+    out = np.zeros_like(m)
+    mv, ov = np.moveaxis(m, ax, 0), np.moveaxis(out, ax, 0)
+    for i in range(m.shape[ax]):
+        j = 2 * p - i
+        if 0 <= j < m.shape[ax]:
+            ov[i] = mv[j]
+    return out
+
+
+def test_mirror_copies_are_the_gap_reflected_through_the_peak():
+    rng = np.random.default_rng()
+    shape = (24, 48, 40)
+    py, px = int(rng.integers(20, 28)), int(rng.integers(17, 23))
+    iobs = rng.poisson(5.0, shape).astype(np.float32)
+    iobs[12, py, px] = 1e6  # the peak
+    wy, wx = int(rng.integers(2, 7)), int(rng.integers(2, 7))
+    y0, x0 = py - 4 - wy - int(rng.integers(0, 6)), px + 3 + int(rng.integers(0, 5))
+    m = cross(wy, y0, x0, width_x=wx).mask(shape)
+    m[3, 2, 2] = True  # an isolated dead pixel is reflected too (its row is never the one counted below)
+    before_i, before_m = iobs.copy(), m.copy()
+    assert pattern_peak(iobs, m) == (12, py, px)
+    copies = mirror_copies(iobs, m)
+    assert [c.name for c in copies] == [f"mirror (y {py})", f"mirror (x {px})"]
+    ref_y = _reflect_loop(m, 1, py) & ~m
+    ref_x = _reflect_loop(m, 2, px) & ~m & ~ref_y
+    np.testing.assert_array_equal(copies[0].voxels, ref_y)
+    np.testing.assert_array_equal(copies[1].voxels, ref_x)
+    # the scored voxels of the y image: its whole planes, minus the real x plane crossing them
+    yimg = np.zeros(shape, bool)
+    yimg[:, 2 * py - (y0 + wy - 1):2 * py - y0 + 1] = True
+    np.testing.assert_array_equal(copies[0].fill_mask, m | yimg)
+    assert copies[0].voxels[:, 2 * py - y0, :].sum() == shape[0] * (shape[2] - wx)
+    np.testing.assert_array_equal(iobs, before_i)
+    np.testing.assert_array_equal(m, before_m)
+    # a gap through the peak has no image apart from it: no copy; the peak is a measured voxel
+    m2 = plane(-1, 6, px - 2).mask(shape)
+    assert mirror_copies(iobs, m2, peak=(12, py, px)) == []
+    assert not m2[pattern_peak(iobs, m2)] and pattern_peak(iobs, m2) != (12, py, px)
+    assert [c.name for c in mirror_copies(iobs, m2, peak=(12, py, px + 8))] == [f"mirror (x {px + 8})"]
 
 
 def test_self_check_rejects_a_bad_margin():
@@ -157,7 +201,7 @@ def test_self_check_decision_matches_independent_scores(perturb):
     m = cross(5, 24, 22).mask(shape)
     model = tiny(perturb=perturb, seed=seed % 1000)
     before = (I.copy(), m.copy())
-    sc = self_check(I, m, model)
+    sc = self_check(I, m, model, rule="acf")
     assert np.array_equal(I, before[0]) and np.array_equal(m, before[1])
     # recompute in float64 from the public fills
     t, fd, fl = [], [], []
@@ -175,7 +219,7 @@ def test_self_check_decision_matches_independent_scores(perturb):
     np.testing.assert_allclose(sc.ratios, ratios, rtol=1e-9)
     geo = float(np.prod(ratios) ** (1 / len(ratios)))
     assert sc.geomean_ratio == pytest.approx(geo, rel=1e-9)
-    # the default rule: the real gap filled both ways, the ACF energy outside the support (written-out DFT)
+    # the 0.7.10 rule: the real gap filled both ways, the ACF energy outside the support (written-out DFT)
     e_dl, e_ll = _acf_outside_reference([inpaint(I, m, model, progress=False), fill_loglinear(I, m)], 3e-3, 2)
     np.testing.assert_allclose(sc.acf, (e_dl, e_ll), rtol=1e-9)
     if abs(e_dl / e_ll - 1) > 1e-9:
@@ -192,10 +236,6 @@ def test_self_check_decision_matches_independent_scores(perturb):
         ("dl" if amp["dl"] < (1 - mg) * amp["loglinear"] else "loglinear")
     if not perturb:  # an untrained residual model returns the log-linear fill (to float32 rounding)
         assert amp["dl"] == pytest.approx(amp["loglinear"], rel=1e-5)
-    out, info = inpaint(I, m, model, progress=False, check=True, return_info=True)
-    assert info["method"] == sc.choice and info["check"]["choice"] == sc.choice
-    ref = fill_loglinear(I, m) if sc.choice == "loglinear" else inpaint(I, m, model, progress=False)
-    np.testing.assert_array_equal(out, ref)
 
 
 def test_finetune_patches_never_use_unknown_voxels():
@@ -250,3 +290,40 @@ def test_finetune_improves_held_back_error_and_cli(tmp_path, capsys):
     wide = plane(-1, 16, 16).mask(shape)
     with pytest.raises(PatternError, match="wider than the 12 px"):  # refused before any work
         finetune(I, wide, new)
+
+
+@pytest.mark.parametrize("perturb", [False, True])
+def test_self_check_mirror_rule_matches_independent_scores(perturb):
+    seed = int(np.random.default_rng().integers(0, 2**31))
+    shape = (32, 56, 52)
+    I = pattern(shape, seed)
+    _, py, px = pattern_peak(I, np.zeros(shape, bool))
+    m = cross(5, py - 12, px + 7).mask(shape)  # beside the peak: both planes have an image on its other side
+    model = tiny(perturb=perturb, seed=seed % 1000)
+    before = (I.copy(), m.copy())
+    sc = self_check(I, m, model)  # the default rule since 0.7.11
+    assert np.array_equal(I, before[0]) and np.array_equal(m, before[1]) and sc.rule == "mirror"
+    images = mirror_copies(I, m)
+    assert len(images) == 2 and sc.mirrors == [c.name for c in images]
+    amp_of = lambda t, f: np.sum((np.sqrt(np.float64(f)) - np.sqrt(t)) ** 2) / t.sum()  # noqa: E731
+    ratios = []
+    for _, art, fm in images:
+        t = I[art].astype(np.float64)
+        ratios.append(amp_of(t, inpaint(I, fm, model, progress=False)[art]) / amp_of(t, fill_loglinear(I, fm)[art]))
+    np.testing.assert_allclose(sc.mirror_ratios, ratios, rtol=1e-9)
+    geo = float(np.sqrt(ratios[0] * ratios[1]))
+    assert sc.mirror_ratio == pytest.approx(geo, rel=1e-9)
+    if abs(geo - 1) > 1e-9:
+        assert sc.choice == ("dl" if geo < 1 else "loglinear")
+    assert sc.to_dict()["mirror_ratios"] == pytest.approx(ratios, rel=1e-9)
+    out, info = inpaint(I, m, model, progress=False, check=True, return_info=True)  # inpaint's self-check
+    assert info["method"] == sc.choice and info["check"]["mirror_ratios"] == pytest.approx(ratios, rel=1e-9)
+    np.testing.assert_array_equal(out, inpaint(I, m, model, progress=False) if sc.choice == "dl"
+                                  else fill_loglinear(I, m))
+    # the shifted copies are still scored, and the ACF is reported; a gap through the peak has no image: the ACF decides
+    assert sc.ratios == self_check(I, m, model, rule="geomean").ratios and sc.acf is not None
+    m2 = cross(5, py - 2, px - 2).mask(shape)
+    I2 = I.copy()
+    I2[16, py + 3, px + 3] = 2 * I.max()  # the brightest measured voxel, just beside both planes
+    s2, s2a = self_check(I2, m2, model, rule="mirror"), self_check(I2, m2, model, rule="acf")
+    assert s2.mirrors == [] and s2.mirror_ratio is None and s2.choice == s2a.choice and s2.acf == s2a.acf

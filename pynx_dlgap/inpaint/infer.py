@@ -534,9 +534,10 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
     :param patch: patch size (default: the card's ``input.patch``, the registry's input
         shape, else 32).
     :param check: first run the self-check (:func:`pynx_dlgap.inpaint.selfcheck.self_check`):
-        the gap filled by DL and by log-linear, the one whose filled pattern has less
-        autocorrelation energy outside the crystal's autocorrelation support is used
-        (shifted copies of the gap cut into measured data are scored and reported too). The outcome is
+        DL and log-linear fill the gap's mirror images through the Bragg peak (cut into
+        measured data), and the one with the lower amplitude error there is used (where there
+        is no image, the one whose filled pattern has less autocorrelation energy outside the
+        crystal's support; shifted copies of the gap are scored and reported too). The outcome is
         printed and, with ``return_info``, in ``info['check']`` (``info['method']`` says
         which fill was used).
     :param dead: masked voxels outside the gap planes (dead/hot pixels, small clusters):
@@ -660,9 +661,11 @@ def add_cli(sub):
     p.add_argument("--max-width", type=int, default=None,
                    help="accept gaps up to this width (default: the model card's supported widths)")
     p.add_argument("--check", action=__import__("argparse").BooleanOptionalAction, default=True,
-                   help="self-check (default on): fill the gap with the model and with log-linear "
-                        "interpolation and use the fill whose pattern has less autocorrelation energy outside the "
-                        "crystal's autocorrelation support (scores on shifted copies of the gap are reported too)")
+                   help="self-check (default on): fill the gap's mirror images through the Bragg peak (cut into "
+                        "measured data) with the model and with log-linear interpolation and use the one with the "
+                        "lower amplitude error there (without an image: the fill whose pattern has less "
+                        "autocorrelation energy outside the crystal's support; scores on shifted copies of the "
+                        "gap are reported too)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_run_inpaint)

@@ -447,8 +447,9 @@ def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overl
         decoding of masked/estimated pixels from ``cdi.iobs``.
     :param overlap: patch overlap passed to ``inpaint``; :param batch_size: patches per call.
     :param check: run the self-check first (:mod:`pynx_dlgap.inpaint.selfcheck`) and write
-        the log-linear fill instead where its filled pattern has less autocorrelation energy
-        outside the crystal's support than the model's; the outcome is in
+        the log-linear fill instead where it does better than the model on the gap's mirror
+        images through the Bragg peak (where there is none: where its filled pattern has less
+        autocorrelation energy outside the crystal's support); the outcome is in
         ``cdi.dl_inpaint_info['check']``.
     :param bf16: bfloat16 autocast for the model calls (faster on CPUs with bf16 support and
         on GPUs; ``benchmarks/inpaint_speed.py`` measures its gap errors against fp32); only
