@@ -35,12 +35,14 @@ PyNX's own. New flags (group "pynx-dlgap deep-learning steps" in ``--help``):
 ``--dl-inpaint-trust T|card|off``
     trust region of the DL fill around log-linear interpolation, in ``log(I+1)``
     (``inpaint(trust=)``; default ``card``: the model card's ``inference.trust``).
-``--dl-inpaint-check on|off``
+``--dl-inpaint-check on|off|RULE``
     self-check (default on): the DL fill is compared with log-linear interpolation on
     the gap's mirror images through the Bragg peak, cut into measured data (by the
     autocorrelation energy outside the crystal's support where there is no image;
     :mod:`pynx_dlgap.inpaint.selfcheck`); the better one is written (the scores, and
-    those on shifted copies of the gap, go to the ``.cxi`` too).
+    those on shifted copies of the gap, go to the ``.cxi`` too). ``on`` is the default
+    rule ``mirror``; a rule name (``acf``, ``geomean``, ``every``, ``pooled``) runs that
+    rule (``geomean``, the shifted copies, does better on patterns like the training data).
 ``--dl-finetune EPOCHS``
     with ``--dl-inpaint``: fine-tune the inpainting model on the scan's own measured
     data first (:mod:`pynx_dlgap.training.finetune`); before/after scores go to the
@@ -107,6 +109,15 @@ def _int(value, default):
 
 def _float(value, default):
     return default if value is None else float(value)
+
+
+def _check(value):
+    """``--dl-inpaint-check`` (``on``/``off``/a rule name; a parameter file may give a bool) -> ``DLInpaint(check=)``."""
+    if value is None or value is True or str(value).lower() in ("on", "true"):
+        return True
+    if value is False or str(value).lower() in ("off", "false"):
+        return False
+    return str(value)  # a rule name, checked by DLInpaint before any work
 
 
 def _trust(value):
@@ -245,7 +256,7 @@ def runner_classes():
                                      trust=_trust(p.get("dl_inpaint_trust")),
                                      tta_bright=_int(p.get("dl_inpaint_tta_bright"), 1),
                                      bright=_float(p.get("dl_inpaint_bright"), 0.01),
-                                     check=p.get("dl_inpaint_check", "on") == "on") * self.cdi
+                                     check=_check(p.get("dl_inpaint_check"))) * self.cdi
                 inf = getattr(self.cdi, "dl_inpaint_info", {})
                 p["dl_inpaint_fill"] = str(inf.get("fill", "dl"))
                 if inf.get("check"):
@@ -397,9 +408,12 @@ def runner_classes():
             grp.add_argument("--dl-inpaint-trust", "--dl_inpaint_trust", dest="dl_inpaint_trust", default="card",
                              metavar="T", help="with --dl-inpaint: " + TRUST_HELP)
             grp.add_argument("--dl-inpaint-check", "--dl_inpaint_check", dest="dl_inpaint_check",
-                             choices=["on", "off"], default="on",
+                             choices=["on", "off", *__import__("pynx_dlgap.inpaint.selfcheck",
+                                                               fromlist=["RULES"]).RULES], default="on",
                              help="self-check (default on): keep the DL or the log-linear fill, whichever "
-                                  "does better on the gap's mirror images through the Bragg peak")
+                                  "does better on the gap's mirror images through the Bragg peak; a rule name "
+                                  "runs that rule instead (geomean: the shifted copies, better on patterns like "
+                                  "the training data; see pynx_dlgap.inpaint.selfcheck)")
             grp.add_argument("--dl-finetune", "--dl_finetune", dest="dl_finetune", type=int, default=0,
                              metavar="EPOCHS",
                              help="with --dl-inpaint: first fine-tune the inpainting model on this scan's measured "
@@ -472,6 +486,11 @@ def runner_classes():
                              _float(self.params.get("dl_inpaint_bright"), 0.01))
             except (TypeError, ValueError) as e:
                 raise ValueError(f"pynx-cdi-id01-dl: --dl-inpaint-tta-bright/--dl-inpaint-bright: {e}") from None
+            from .inpaint.selfcheck import check_rule
+            try:
+                check_rule(_check(self.params.get("dl_inpaint_check")))
+            except ValueError as e:
+                raise ValueError(f"pynx-cdi-id01-dl: --dl-inpaint-check: {e}") from None
             try:
                 _trust(self.params.get("dl_inpaint_trust"))
             except Exception as e:

@@ -382,6 +382,29 @@ def test_cli(tmp_path, capsys):
     assert rc == 2 and "not found" in capsys.readouterr().err
 
 
+def test_cli_check_rule(tmp_path, capsys):
+    import json
+    import h5py
+    from pynx_dlgap.inpaint.selfcheck import self_check
+    I, m, w = cli_inputs(tmp_path, int(np.random.default_rng().integers(1000)))
+    out = tmp_path / "out.h5"
+    rc = _cli(["inpaint", str(tmp_path / "data.npz"), "--mask", str(tmp_path / "mask.npz"), "-o", str(out),
+               "--weights", str(w), "--quiet", "--check-rule", "acf"])
+    assert rc == 0 and "self-check (rule 'acf')" in capsys.readouterr().out
+    with h5py.File(out, "r") as f:
+        sc, filled = json.loads(f.attrs["self_check"]), f["data"][()]
+    model, _ = load_inpaint_model(w)
+    ref = self_check(I, m, model, rule="acf")
+    assert sc["rule"] == "acf" and sc["choice"] == ref.choice
+    np.testing.assert_allclose(sc["acf_outside"], ref.acf, rtol=1e-6)
+    np.testing.assert_array_equal(filled, inpaint(I, m, model, progress=False) if ref.choice == "dl"
+                                  else fill_loglinear(I, m))
+    with pytest.raises(SystemExit):  # argparse: not a rule
+        _cli(["inpaint", str(tmp_path / "data.npz"), "--mask", str(tmp_path / "mask.npz"), "-o",
+              str(tmp_path / "o2.npz"), "--weights", str(w), "--check-rule", "bogus"])
+    assert not (tmp_path / "o2.npz").exists()
+
+
 def test_to_counts_is_bounded_by_the_brightest_measured_voxel_of_each_patch():
     """Reference: float64 numpy min-max of log(I+1) over the measured voxels, the model output
     capped at the patch's measured maximum, inverted."""

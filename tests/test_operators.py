@@ -154,6 +154,11 @@ def test_release_fill_refuses_before_any_change(data):
     np.testing.assert_array_equal(cdi.iobs, before)
 
 
+def test_bad_check_rule_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="self-check rule"):  # before the weights are read (they do not exist)
+        DLInpaint(weights=tmp_path / "missing.safetensors", family="cpu", check="majority")
+
+
 def test_explicit_mask_and_noop_warning(tiny, data):
     I, m, ref = data
     pc = import_pynx_cdi("cpu")

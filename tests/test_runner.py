@@ -52,6 +52,8 @@ def test_bad_flag_values_fail_clearly(tmp_path):
     r = _run(["--data", "d.npz", "--dl-inpaint", "--dl-inpaint-tta-bright", "4", "--dl-inpaint-bright", "1.5"],
              tmp_path, timeout=120)
     assert r.returncode != 0 and "bright must be in (0, 1]" in (r.stdout + r.stderr)
+    r = _run(["--data", "d.npz", "--dl-inpaint", "--dl-inpaint-check", "bogus"], tmp_path, timeout=120)
+    assert r.returncode != 0 and "dl-inpaint-check" in (r.stdout + r.stderr)
     r = _run(["--data", "d.npz", "--dl-finetune", "2"], tmp_path, timeout=120)
     assert r.returncode != 0 and "needs --dl-inpaint" in (r.stdout + r.stderr)
     assert not list(tmp_path.glob("*.cxi"))  # refused before any work

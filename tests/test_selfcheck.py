@@ -320,6 +320,14 @@ def test_self_check_mirror_rule_matches_independent_scores(perturb):
     assert info["method"] == sc.choice and info["check"]["mirror_ratios"] == pytest.approx(ratios, rel=1e-9)
     np.testing.assert_array_equal(out, inpaint(I, m, model, progress=False) if sc.choice == "dl"
                                   else fill_loglinear(I, m))
+    # check= may name a rule; anything else is refused before any work
+    _, info = inpaint(I, m, model, progress=False, check="geomean", return_info=True)
+    sg = self_check(I, m, model, rule="geomean")
+    assert info["check"]["rule"] == "geomean" and info["method"] == sg.choice
+    assert info["check"]["ratios"] == pytest.approx(sg.ratios, rel=1e-9) and info["check"]["mirror_ratios"] == []
+    for bad in ("bogus", 1, "MIRROR"):
+        with pytest.raises(ValueError, match="self-check rule"):
+            inpaint(I, m, model, progress=False, check=bad)
     # the shifted copies are still scored, and the ACF is reported; a gap through the peak has no image: the ACF decides
     assert sc.ratios == self_check(I, m, model, rule="geomean").ratios and sc.acf is not None
     m2 = cross(5, py - 2, px - 2).mask(shape)

@@ -509,7 +509,7 @@ def _fill_values(I_t, m_t, a, m, model, plan, rest, dead, batch_size, bf16, prog
 
 def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: int = 32, device=None,
             max_width=None, progress: bool = True, return_info: bool = False, bf16: bool = False, patch=None,
-            check: bool = False, dead: str = "loglinear", tta: int = 1, trust="card", tta_bright: int = 1,
+            check=False, dead: str = "loglinear", tta: int = 1, trust="card", tta_bright: int = 1,
             bright: float = 0.01):
     """Fill every masked voxel of a 2-D/3-D pattern with an inpainting model.
 
@@ -539,7 +539,9 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
         is no image, the one whose filled pattern has less autocorrelation energy outside the
         crystal's support; shifted copies of the gap are scored and reported too). The outcome is
         printed and, with ``return_info``, in ``info['check']`` (``info['method']`` says
-        which fill was used).
+        which fill was used). ``True`` runs the default rule; a rule name
+        (``'mirror'``, ``'acf'``, ``'geomean'``, ``'every'``, ``'pooled'``;
+        :func:`~pynx_dlgap.inpaint.selfcheck.self_check`) runs that one.
     :param dead: masked voxels outside the gap planes (dead/hot pixels, small clusters):
         ``'loglinear'`` (default) fills them with :func:`~pynx_dlgap.inpaint.baselines.fill_loglinear`
         (no patch is run for them; on isolated dead pixels it beat the model, ad-hoc
@@ -570,6 +572,8 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
         a pattern whose ndim differs from the model's.
     """
     t0 = time.perf_counter()
+    from .selfcheck import check_rule
+    rule = check_rule(check)  # a bad value fails here, before any work
     a, m = check_pattern(iobs, mask)
     if model is not None and weights is not None:
         raise ValueError("pass either model= or weights=, not both")
@@ -591,10 +595,10 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
                                    dead, batch_size, bf16, progress, trust, hot)
     out[m] = values.cpu().numpy()[m]
     checked = None
-    if check:  # after the DL fill, which the self-check's default rule judges as it is (not filled again)
+    if rule:  # after the DL fill, which the self-check's default rule judges as it is (not filled again)
         from .selfcheck import self_check
-        checked = self_check(a, m, model, overlap=overlap, batch_size=batch_size, device=dev, max_width=max_width,
-                             bf16=bf16, patch=P, dead=dead, trust=trust, tta_bright=tta_bright, bright=bright,
+        checked = self_check(a, m, model, rule=rule, overlap=overlap, batch_size=batch_size, device=dev,
+                             max_width=max_width, bf16=bf16, patch=P, dead=dead, trust=trust, tta_bright=tta_bright, bright=bright,
                              dl_fill=out)
         print(checked.summary())
         if checked.choice != "dl":
@@ -666,6 +670,10 @@ def add_cli(sub):
                         "lower amplitude error there (without an image: the fill whose pattern has less "
                         "autocorrelation energy outside the crystal's support; scores on shifted copies of the "
                         "gap are reported too)")
+    from .selfcheck import RULES
+    p.add_argument("--check-rule", default=None, choices=list(RULES),
+                   help="the self-check's rule (default mirror; geomean: the shifted copies, better on patterns "
+                        "like the training data; see pynx_dlgap.inpaint.selfcheck)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_run_inpaint)
@@ -694,7 +702,8 @@ def _run_inpaint(a):
         return 2
     filled, info = inpaint(iobs, mask, model, overlap=a.overlap, batch_size=a.batch_size, device=a.device,
                            max_width=a.max_width, progress=not a.quiet, return_info=True, bf16=a.bf16,
-                           check=a.check, tta=a.tta, trust=a.trust, tta_bright=a.tta_bright, bright=a.bright)
+                           check=(a.check_rule or True) if a.check else False, tta=a.tta, trust=a.trust,
+                           tta_bright=a.tta_bright, bright=a.bright)
     wfile = Path(a.weights) if a.weights else DEFAULT_WEIGHTS
     save_arrays(a.output, {"data": filled, "mask": mask},
                 attrs={"method": "pynx-dlgap inpaint", "fill": info["method"], "weights": str(wfile),

@@ -83,7 +83,7 @@ from .._checks import PatternError, check_pattern
 from ..simulate.gaps import Gap, GapLayout
 
 __all__ = ["heldout_masks", "heldout_copies", "mirror_copies", "pattern_peak", "HeldOut", "self_check", "SelfCheck",
-           "score_fill", "amp_ratios", "geometric_mean", "acf_outside"]
+           "score_fill", "amp_ratios", "geometric_mean", "acf_outside", "check_rule"]
 
 #: decision rule: 'acf' (DL if its filled pattern has less autocorrelation energy outside the crystal's
 #: autocorrelation support than log-linear's, :func:`acf_outside`), 'mirror' (DL if the geometric mean over
@@ -106,6 +106,22 @@ ACF_DILATE = 2
 
 #: shift used when the mask holds no gap plane (isolated dead pixels only)
 FALLBACK_SHIFT = 8
+
+
+def check_rule(check) -> str | None:
+    """The self-check rule that a ``check=`` argument asks for: ``None`` (no self-check) for
+    ``False``/``None``, :data:`RULE` for ``True``, or a rule name of :data:`RULES` as given.
+
+    :raises ValueError: anything else (before any work is done).
+    """
+    if check is None or check is False:
+        return None
+    if check is True:
+        return RULE
+    if isinstance(check, str) and check in RULES:
+        return check
+    raise ValueError(f"check must be True, False or a self-check rule ({', '.join(map(repr, RULES))}), "
+                     f"got {check!r}")
 
 
 def _shift(m: np.ndarray, axis: int, d: int) -> np.ndarray:

@@ -121,7 +121,9 @@ class _DLInpaintCore:
         self.overlap = overlap
         self.batch_size = int(batch_size)
         self.progress = bool(progress)
-        self.check = bool(check)
+        from ..inpaint.selfcheck import check_rule
+        self.check_rule = check_rule(check)  # None (no self-check) or the rule; a bad value fails here
+        self.check = self.check_rule is not None
         self.bf16 = bool(bf16)
         from ..inpaint.tta import model_dims, symmetry_views, with_views
         symmetry_views(model_dims(model), tta)  # a bad tta fails here, before the weights are read
@@ -186,7 +188,8 @@ class _DLInpaintCore:
         I_c = np.fft.fftshift(inten)
         m_c = np.fft.fftshift(to_fill)
         filled, inf = inpaint(I_c, m_c, model=self.model, overlap=self.overlap, batch_size=self.batch_size,
-                              progress=self.progress, return_info=True, check=self.check, bf16=self.bf16,
+                              progress=self.progress, return_info=True, check=self.check_rule or False,
+                              bf16=self.bf16,
                               trust=self.trust, bright=self.bright, tta_bright=self._tta_bright_over)
         fill = np.fft.ifftshift(filled)[to_fill].astype(np.float32)
         new = np.array(stored, dtype=np.float32, copy=True)
@@ -241,7 +244,8 @@ class _DLInpaintCore:
             from ..inpaint.selfcheck import self_check
             dl_fill = np.array(I_c, dtype=np.float32, copy=True)
             dl_fill[m_c] = values.cpu().numpy()[m_c]
-            checked = self_check(I_c, m_c, self.model, overlap=self.overlap, batch_size=self.batch_size, device=dev,
+            checked = self_check(I_c, m_c, self.model, rule=self.check_rule, overlap=self.overlap,
+                                 batch_size=self.batch_size, device=dev,
                                  bf16=bf16, trust=self.trust, bright=self.bright,
                                  tta_bright=self._tta_bright_over, dl_fill=dl_fill)
             print(checked.summary())
@@ -431,7 +435,7 @@ def dlinpaint_class(family: str | None = None):
 
 
 def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overlap=None, batch_size: int = 32,
-              *, family: str | None = None, progress: bool = False, check: bool = False, bf16: bool = False,
+              *, family: str | None = None, progress: bool = False, check=False, bf16: bool = False,
               tta: int = 1, trust="card", tta_bright: int = 1, bright: float = 0.01):
     """A PyNX operator filling the masked voxels of ``cdi.iobs`` with the DL inpainting model.
 
@@ -450,7 +454,9 @@ def DLInpaint(model=None, weights=None, mode: str = "observed", mask=None, overl
         the log-linear fill instead where it does better than the model on the gap's mirror
         images through the Bragg peak (where there is none: where its filled pattern has less
         autocorrelation energy outside the crystal's support); the outcome is in
-        ``cdi.dl_inpaint_info['check']``.
+        ``cdi.dl_inpaint_info['check']``. ``True`` runs the default rule, a rule name
+        (``'mirror'``, ``'acf'``, ``'geomean'``, ...; :func:`pynx_dlgap.inpaint.selfcheck.self_check`)
+        that one.
     :param bf16: bfloat16 autocast for the model calls (faster on CPUs with bf16 support and
         on GPUs; ``benchmarks/inpaint_speed.py`` measures its gap errors against fp32); only
         where the device runs bf16 natively, else float32 and a warning (:mod:`pynx_dlgap.precision`;

@@ -44,8 +44,12 @@ def add_cli(sub):
     p.add_argument("--inpaint", action="store_true", help="fill the masked voxels with the DL inpainting model first")
     p.add_argument("--inpaint-weights", default=None, help="inpainting weights (default: shipped)")
     p.add_argument("--check", action=__import__("argparse").BooleanOptionalAction, default=True,
-                   help="with --inpaint: self-check (default on) DL vs log-linear on shifted copies of the gap, "
-                        "keep the better fill")
+                   help="with --inpaint: self-check (default on) DL vs log-linear on the gap's mirror images "
+                        "through the Bragg peak, keep the better fill")
+    p.add_argument("--check-rule", default=None, choices=list(__import__("pynx_dlgap.inpaint.selfcheck",
+                                                                          fromlist=["RULES"]).RULES),
+                   help="with --inpaint: the self-check's rule (default mirror; geomean: the shifted copies, "
+                        "better on patterns like the training data; see pynx_dlgap.inpaint.selfcheck)")
     p.add_argument("--fill-as", choices=["estimate", "observed", "release"], default="release",
                    help="with --inpaint: the chain treats the filled voxels as observed intensities until the "
                         "zero-mask phase ends (60 %% of the RAAR cycles; PyNX would hold them at zero then) and "
@@ -166,7 +170,8 @@ def run_phase(a):
     I, m, est, rel = iobs, mask, None, None
     if imodel is not None:
         t0 = time.perf_counter()
-        I, iinf = inpaint(iobs, mask, model=imodel, check=a.check, return_info=True, bf16=a.bf16, tta=a.tta, device=device,
+        I, iinf = inpaint(iobs, mask, model=imodel, check=(a.check_rule or True) if a.check else False,
+                          return_info=True, bf16=a.bf16, tta=a.tta, device=device,
                           trust=a.trust, tta_bright=a.tta_bright, bright=a.bright)
         info.update(dl_inpaint_fill=iinf["method"], dl_inpaint_tta=int(a.tta), bf16=bool(iinf.get("bf16", False)),
                     dl_inpaint_tta_bright=int(iinf["tta_bright"]), dl_inpaint_bright_patches=int(iinf["n_bright"]),
