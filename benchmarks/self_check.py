@@ -85,21 +85,16 @@ def case_fills(I, m, model, reps=2):
     # ACF energy outside the autocorrelation support of the two real-gap fills (no truth used), per threshold
     acf = {thr: acf_outside([f_dl, f_ll], threshold=thr) for thr in ACF_THRESHOLDS}
     copies = []
-    for name, art, mm in heldout_copies(m, reps=reps):  # filled with the copy's whole planes
+    # the shifted copies (k = 1, 2: shifts), filled with their whole planes, and the gap's mirror images through
+    # the peak (k = 0)
+    for name, art, mm in heldout_copies(m, reps=reps) + mirror_copies(seen, m):
         try:
             fd = inpaint(seen, mm, model, progress=False)
         except PatternError as e:  # a copy that leaves a patch with nothing measured (as in self_check)
             print(f"  skipped copy {name}: {e}", file=sys.stderr)
             continue
-        copies.append(dict(name=name, k=int(name.split()[1][1:] or 1), t=seen[art],
-                           dl=fd[art], ll=fill_loglinear(seen, mm)[art]))
-    for name, art, mm in mirror_copies(seen, m):  # the gap's mirror images through the peak (k = 0)
-        try:
-            fd = inpaint(seen, mm, model, progress=False)
-        except PatternError as e:
-            print(f"  skipped copy {name}: {e}", file=sys.stderr)
-            continue
-        copies.append(dict(name=name, k=0, t=seen[art], dl=fd[art], ll=fill_loglinear(seen, mm)[art]))
+        k = 0 if name.startswith("mirror") else int(name.split()[1][1:] or 1)
+        copies.append(dict(name=name, k=k, t=seen[art], dl=fd[art], ll=fill_loglinear(seen, mm)[art]))
     return real, copies, acf
 
 
@@ -117,8 +112,14 @@ def pooled(copies, ks):
             score_fill(t, np.concatenate([c["ll"] for c in cs]))["amp"])
 
 
+def copy_amps(copies):
+    """Per copy: (amp(DL), amp(log-linear))."""
+    from pynx_dlgap.inpaint.selfcheck import score_fill
+    return [(score_fill(c["t"], c["dl"])["amp"], score_fill(c["t"], c["ll"])["amp"]) for c in copies]
+
+
 def rules(copies, acf):  # copies: shifted (k >= 1) and mirror images (k = 0)
-    from pynx_dlgap.inpaint.selfcheck import amp_ratios, geometric_mean, score_fill
+    from pynx_dlgap.inpaint.selfcheck import amp_ratios, geometric_mean
     out = {}
     p1, p2 = pooled(copies, (1,)), pooled(copies, (1, 2))
     out["pooled"] = "dl" if p1 and p1[0] < p1[1] else "loglinear"
@@ -127,7 +128,7 @@ def rules(copies, acf):  # copies: shifted (k >= 1) and mirror images (k = 0)
         out[f"margin {mg:g}"] = "dl" if p1 and p1[0] < (1 - mg) * p1[1] else "loglinear"
     mirrors = [c for c in copies if c["k"] == 0]
     copies = [c for c in copies if c["k"] > 0]  # the shifted copies (the rules above and below)
-    amps = [(score_fill(c["t"], c["dl"])["amp"], score_fill(c["t"], c["ll"])["amp"]) for c in copies]
+    amps = copy_amps(copies)
     wins = [d < ll for d, ll in amps]
     out["every copy"] = "dl" if wins and all(wins) else "loglinear"
     out["all but one"] = "dl" if wins and sum(wins) >= max(1, len(wins) - 1) else "loglinear"
@@ -135,7 +136,7 @@ def rules(copies, acf):  # copies: shifted (k >= 1) and mirror images (k = 0)
     geo = geometric_mean(amp_ratios(amps))
     out["geo. mean"] = "dl" if geo < 1.0 else "loglinear"
     # the same statistic on the mirror images through the peak (shifted copies where there is none), and on all
-    m_amps = [(score_fill(c["t"], c["dl"])["amp"], score_fill(c["t"], c["ll"])["amp"]) for c in mirrors]
+    m_amps = copy_amps(mirrors)
     m_geo = geometric_mean(amp_ratios(m_amps)) if m_amps else geo
     out["mirror geo"] = "dl" if m_geo < 1.0 else "loglinear"
     out["mirror every"] = "dl" if (all(d < ll for d, ll in m_amps) if m_amps else out["every copy"] == "dl") \
@@ -222,16 +223,14 @@ def main(argv=None):
             print(f"{'always ' + ref:<12} {np.mean([r['better'] == ref for r in rs]):6.2f} "
                   f"{float(ref == 'dl'):6.2f} {'':>6} {'':>6} {regret:7.3f}")
     if a.cases:
-        from pynx_dlgap.inpaint.selfcheck import amp_ratios, geometric_mean, score_fill
+        from pynx_dlgap.inpaint.selfcheck import amp_ratios, geometric_mean
         print("\n## per case: amp(DL) / amp(log-linear) on the real gap, the copies' geometric mean, and the ACF "
               "energy ratio DL / log-linear outside the support per threshold")
         print(f"{'set':<9} {'case':<12} {'real':>7} {'copies':>7} {'mirror':>7} " + " ".join(f"{'acf ' + format(t, 'g'):>9}"
                                                                          for t in ACF_THRESHOLDS))
         for r in res:
-            amps = [(score_fill(c["t"], c["dl"])["amp"], score_fill(c["t"], c["ll"])["amp"]) for c in r["copies"]
-                    if c["k"] > 0]
-            m_amps = [(score_fill(c["t"], c["dl"])["amp"], score_fill(c["t"], c["ll"])["amp"])
-                      for c in r["copies"] if c["k"] == 0]
+            amps = copy_amps([c for c in r["copies"] if c["k"] > 0])
+            m_amps = copy_amps([c for c in r["copies"] if c["k"] == 0])
             print(f"{r['set']:<9} {r['name']:<12} {r['real']['dl'] / r['real']['loglinear']:7.4f} "
                   f"{geometric_mean(amp_ratios(amps)):7.4f} {geometric_mean(amp_ratios(m_amps)):7.4f} "
                   + " ".join(f"{e[0] / e[1]:9.5f}" for e in r["acf"].values()))

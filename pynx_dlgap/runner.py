@@ -407,9 +407,9 @@ def runner_classes():
             from .inpaint.infer import TRUST_HELP
             grp.add_argument("--dl-inpaint-trust", "--dl_inpaint_trust", dest="dl_inpaint_trust", default="card",
                              metavar="T", help="with --dl-inpaint: " + TRUST_HELP)
+            from .inpaint.selfcheck import RULES
             grp.add_argument("--dl-inpaint-check", "--dl_inpaint_check", dest="dl_inpaint_check",
-                             choices=["on", "off", *__import__("pynx_dlgap.inpaint.selfcheck",
-                                                               fromlist=["RULES"]).RULES], default="on",
+                             choices=["on", "off", *RULES], default="on",
                              help="self-check (default on): keep the DL or the log-linear fill, whichever "
                                   "does better on the gap's mirror images through the Bragg peak; a rule name "
                                   "runs that rule instead (geomean: the shifted copies, better on patterns like "

@@ -598,8 +598,8 @@ def inpaint(iobs, mask, model=None, *, weights=None, overlap=None, batch_size: i
     if rule:  # after the DL fill, which the self-check's default rule judges as it is (not filled again)
         from .selfcheck import self_check
         checked = self_check(a, m, model, rule=rule, overlap=overlap, batch_size=batch_size, device=dev,
-                             max_width=max_width, bf16=bf16, patch=P, dead=dead, trust=trust, tta_bright=tta_bright, bright=bright,
-                             dl_fill=out)
+                             max_width=max_width, bf16=bf16, patch=P, dead=dead, trust=trust,
+                             tta_bright=tta_bright, bright=bright, dl_fill=out)
         print(checked.summary())
         if checked.choice != "dl":
             from .baselines import fill_loglinear

@@ -191,13 +191,10 @@ def heldout_copies(mask, *, sep: int = 3, min_voxels: int = 16, reps: int = 1) -
     return out
 
 
-def _reflect(m: np.ndarray, axes, peak) -> np.ndarray:
-    """``m`` reflected through ``peak[ax]`` along each axis of ``axes``: ``out[i] = m[2 p - i]`` (False
-    where ``2 p - i`` falls off the array)."""
-    out = m
-    for ax in axes:
-        out = _shift(np.flip(out, ax), ax, 2 * int(peak[ax]) - m.shape[ax] + 1)
-    return out
+def _reflect(m: np.ndarray, axis: int, p: int) -> np.ndarray:
+    """``m`` reflected through index ``p`` along ``axis``: ``out[i] = m[2 p - i]`` (False where
+    ``2 p - i`` falls off the array)."""
+    return _shift(np.flip(m, axis), axis, 2 * int(p) - m.shape[axis] + 1)
 
 
 def pattern_peak(iobs, mask) -> tuple:
@@ -234,20 +231,17 @@ def mirror_copies(iobs, mask, *, sep: int = 3, min_voxels: int = 16, peak=None) 
         raise PatternError(f"pattern shape {np.shape(iobs)} and mask shape {m.shape} differ")
     layout, _ = GapLayout.from_mask(m)
     peak = pattern_peak(iobs, m) if peak is None else tuple(int(p) for p in peak)
-    axes = sorted({g.axis % m.ndim for g in layout})
-    combos = [(ax,) for ax in axes]  # reflecting a cross along both axes would move no plane not moved here
     out, taken = [], m.copy()
-    for combo in combos:
-        moved = [Gap(g.axis, 2 * peak[g.axis % m.ndim] - (g.stop - 1), g.width)
-                 for g in layout if g.axis % m.ndim in combo]
+    # one axis at a time: reflecting a cross along both axes would move no plane not moved here
+    for ax in sorted({g.axis % m.ndim for g in layout}):
+        moved = [Gap(g.axis, 2 * peak[ax] - (g.stop - 1), g.width) for g in layout if g.axis % m.ndim == ax]
         if any(max(h.start - g.stop, g.start - h.stop) < sep for h in moved for g in layout if g.axis == h.axis):
             continue  # the image comes too close to the real gap (would merge into a wider gap)
-        art = _reflect(m, combo, peak) & ~taken
+        art = _reflect(m, ax, peak[ax]) & ~taken
         if int(art.sum()) < min_voxels:
             continue
         whole = GapLayout(tuple(moved)).mask(m.shape)
-        desc = ", ".join(f"{'zyx'[ax + 3 - m.ndim]} {peak[ax]}" for ax in combo)
-        out.append(HeldOut(f"mirror ({desc})", art, m | whole))
+        out.append(HeldOut(f"mirror ({'zyx'[ax + 3 - m.ndim]} {peak[ax]})", art, m | whole))
         taken |= art
     return out
 
@@ -441,10 +435,13 @@ def self_check(iobs, mask, model, *, sep: int = 3, masks=None, rule: str | None 
             used.append(name)
         return truth, fd, fl, used, skipped
 
+    def amps_of(truth, fd, fl):  # per copy: (amp(DL), amp(log-linear))
+        return [(score_fill(t, d)["amp"], score_fill(t, f)["amp"]) for t, d, f in zip(truth, fd, fl)]
+
     mirrors, m_ratios = [], []
     if rule == "mirror":  # the gap's mirror images through the peak: copies at its distance from the peak
         mt, mfd, mfl, mirrors, _ = scored(mirror_copies(a, m, sep=sep))
-        m_ratios = amp_ratios([(score_fill(t, d)["amp"], score_fill(t, f)["amp"]) for t, d, f in zip(mt, mfd, mfl)])
+        m_ratios = amp_ratios(amps_of(mt, mfd, mfl))
     truth, fd, fl, used, skipped = scored(masks)
     acf_choice = None
     if acf is not None:  # a tie (equal energies, e.g. identical fills) keeps log-linear
@@ -455,7 +452,7 @@ def self_check(iobs, mask, model, *, sep: int = 3, masks=None, rule: str | None 
         why = "no measured region next to the gap to test on" + (f" ({'; '.join(skipped)})" if skipped else "")
         return SelfCheck(acf_choice or "loglinear", {}, 0, [], why, rule=rule, acf=acf, mirrors=mirrors,
                          mirror_ratios=m_ratios)
-    amps = [(score_fill(t, d)["amp"], score_fill(t, f)["amp"]) for t, d, f in zip(truth, fd, fl)]
+    amps = amps_of(truth, fd, fl)
     wins = [d < ll for d, ll in amps]
     ratios = amp_ratios(amps)
     t = np.concatenate(truth)

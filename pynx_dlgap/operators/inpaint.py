@@ -123,7 +123,6 @@ class _DLInpaintCore:
         self.progress = bool(progress)
         from ..inpaint.selfcheck import check_rule
         self.check_rule = check_rule(check)  # None (no self-check) or the rule; a bad value fails here
-        self.check = self.check_rule is not None
         self.bf16 = bool(bf16)
         from ..inpaint.tta import model_dims, symmetry_views, with_views
         symmetry_views(model_dims(model), tta)  # a bad tta fails here, before the weights are read
@@ -240,7 +239,7 @@ class _DLInpaintCore:
         values, t_model = _fill_values(I_t, m_t, I_c, m_c, self.model, plan, rest, "loglinear", bs, bf16,
                                        self.progress, self.trust, self._hot)
         method, checked = "dl", None
-        if self.check:
+        if self.check_rule:
             from ..inpaint.selfcheck import self_check
             dl_fill = np.array(I_c, dtype=np.float32, copy=True)
             dl_fill[m_c] = values.cpu().numpy()[m_c]

@@ -46,8 +46,8 @@ def add_cli(sub):
     p.add_argument("--check", action=__import__("argparse").BooleanOptionalAction, default=True,
                    help="with --inpaint: self-check (default on) DL vs log-linear on the gap's mirror images "
                         "through the Bragg peak, keep the better fill")
-    p.add_argument("--check-rule", default=None, choices=list(__import__("pynx_dlgap.inpaint.selfcheck",
-                                                                          fromlist=["RULES"]).RULES),
+    from ..inpaint.selfcheck import RULES
+    p.add_argument("--check-rule", default=None, choices=list(RULES),
                    help="with --inpaint: the self-check's rule (default mirror; geomean: the shifted copies, "
                         "better on patterns like the training data; see pynx_dlgap.inpaint.selfcheck)")
     p.add_argument("--fill-as", choices=["estimate", "observed", "release"], default="release",
