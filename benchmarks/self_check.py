@@ -59,6 +59,8 @@ mean of amp(chosen) / amp(better) - 1.
     python benchmarks/self_check.py --n 0 --n-unlike 0 --n-analytic 6 --offset 200 --cases  # more analytic crystals
     python benchmarks/self_check.py --n 3 --n-unlike 6 --n-analytic 6 --offset 300 --cases  # a further check set
     # (the mirror rule was written after the first three had been run, and checked here)
+    cd benchmarks/results && python ../self_check.py --pool self_check.txt self_check_analytic200.txt \
+        self_check_offset100.txt self_check_offset300.txt > self_check_pooled.txt   # the four sets pooled
 """
 from __future__ import annotations
 
@@ -158,6 +160,40 @@ def rules(copies, acf):  # copies: shifted (k >= 1) and mirror images (k = 0)
     return out
 
 
+def pool(files):
+    """Pool the rule tables of earlier outputs of this script (``--pool``): per set kind and rule, the cases
+    right and the worse DL fills kept (shares x cases, rounded) and the case-weighted mean regret."""
+    import re
+    tot = {}
+    for fn in files:
+        kind = None
+        for line in Path(fn).read_text().splitlines():
+            head = re.match(r"## (\S+): (\d+) cases", line)
+            if head:
+                kind, n = head.group(1), int(head.group(2))
+            elif line.startswith("## "):  # the per-case table
+                kind = None
+            elif kind and line.strip() and not line.startswith(("rule", "-")):
+                cols = line.split()
+                if line.startswith("always"):  # right, dl, regret; always DL keeps a worse fill where it is wrong
+                    name, right, regret = " ".join(cols[:2]), float(cols[2]), float(cols[4])
+                    worse = 1 - right if name == "always dl" else 0.0
+                else:  # right, dl, worse, missed, regret
+                    name, right, worse, regret = " ".join(cols[:-5]), float(cols[-5]), float(cols[-3]), float(cols[-1])
+                t = tot.setdefault((kind, name), [0, 0, 0, 0.0])
+                t[0] += n
+                t[1] += round(right * n)
+                t[2] += round(worse * n)
+                t[3] += regret * n
+    print(f"# pooled over {len(files)} files: " + " ".join(str(f) for f in files))
+    for kind in dict.fromkeys(k for k, _ in tot):
+        rows = [(name, t) for (k, name), t in tot.items() if k == kind]
+        print(f"\n## {kind}: {rows[0][1][0]} cases")
+        print(f"{'rule':<16} {'right':>6} {'worse':>6} {'regret':>7}")
+        for name, (n, right, worse, regret) in rows:
+            print(f"{name:<16} {right:6d} {worse:6d} {regret / n:7.3f}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=4, help="held-out patterns (x 8 gap cases)")
@@ -170,7 +206,11 @@ def main(argv=None):
     ap.add_argument("--offset", type=int, default=0,
                     help="seed offset of both sets (0: the patterns of gap_fill.py and unlike_data.py; the rule "
                          "was chosen on --offset 100, so that those two stay an independent check)")
+    ap.add_argument("--pool", nargs="+", metavar="FILE",
+                    help="print the rule tables of earlier outputs of this script pooled over them (no fills)")
     a = ap.parse_args(argv)
+    if a.pool:
+        return pool(a.pool)
     from unlike_data import ANALYTIC_SEED_BASE, SEED_BASE as UNLIKE_BASE, pattern
     from pynx_dlgap.evaluate.gapbench import TEST_SEED_BASE, _case_rng, draw_layout, gap_cases, make_test_set
     from pynx_dlgap.inpaint.infer import load_inpaint_model

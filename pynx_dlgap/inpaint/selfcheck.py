@@ -56,8 +56,9 @@ Scoring (:func:`self_check`)
     100, 200, 300``; 72 in-distribution cases, 36 unlike the simulator's ranges,
     48 crystals of the independent recipe :mod:`pynx_dlgap.evaluate.analytic`),
     by the mean regret ``amp(chosen) / amp(better) - 1`` on the real gap and the
-    number of worse DL fills kept. ``'mirror'``: 0.125 / 0.026 / 0.024 (in
-    distribution / unlike / independent recipe), worse DL fills kept 6 / 2 / 1;
+    number of worse DL fills kept (pooled by ``benchmarks/self_check.py --pool``,
+    ``benchmarks/results/self_check_pooled.txt``). ``'mirror'``: 0.125 / 0.026 /
+    0.024 (in distribution / unlike / independent recipe), worse DL fills kept 6 / 2 / 1;
     ``'acf'``: 0.135 / 0.042 / 0.069, kept 9 / 4 / 5; ``'geomean'``: 0.066 /
     0.043 / 0.207, kept 9 / 5 / 26; always log-linear 0.259 / 0.055 / 0.063. The
     ``'mirror'`` rule was written after the first three sets had been looked at
