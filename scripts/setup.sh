@@ -101,6 +101,31 @@ if ! has silx || ! has fabio || ! has numexpr || ! has sklearn || ! has mako; th
   pipq numpy scipy matplotlib scikit-image fabio silx packaging psutil scikit-learn mako \
        numexpr pyopencl nxtomo pooch tomoscan pytools h5py hdf5plugin
 fi
+# 5. PoCL must compile kernels for this CPU. The PoCL bundled with pyopencl's wheels (3.0, LLVM 14)
+# passes -target-cpu 'generic' on CPUs its LLVM does not know (e.g. AMD Zen 5: "unknown target CPU
+# 'generic'", pocl issue #1049) and builds nothing; Debian's PoCL (bookworm 3.1) picks a known target.
+# Then the venv points pyopencl's ICD loader at it (OCL_ICD_VENDORS, set by a .pth file at start-up).
+POCL_PTH="$SITE/_pynx_dlgap_pocl_icd.pth"
+pocl_builds() { "$PY" - >/dev/null 2>&1 <<'PYEOF'
+import numpy as np, pyopencl as cl, pyopencl.array as ca
+dev = [d for p in cl.get_platforms() for d in p.get_devices()][0]
+ctx = cl.Context([dev]); q = cl.CommandQueue(ctx)
+k = cl.Program(ctx, "__kernel void f(__global float *a) { a[get_global_id(0)] *= 2.0f; }").build()
+a = ca.to_device(q, np.ones(4, np.float32)); k.f(q, (4,), None, a.data)
+assert (a.get() == 2).all()
+PYEOF
+}
+if ! pocl_builds; then
+  if [ ! -f /etc/OpenCL/vendors/pocl.icd ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "the bundled PoCL cannot compile for this CPU: installing Debian's PoCL (pocl-opencl-icd)"
+    (apt-get -qq update && DEBIAN_FRONTEND=noninteractive apt-get -y -qq install --no-install-recommends pocl-opencl-icd) >/dev/null
+  fi
+  if [ -f /etc/OpenCL/vendors/pocl.icd ]; then
+    echo 'import os; os.environ.setdefault("OCL_ICD_VENDORS", "/etc/OpenCL/vendors/pocl.icd")' > "$POCL_PTH"
+    say "OpenCL: Debian's PoCL for this venv ($POCL_PTH)"
+  fi
+  pocl_builds || say "WARNING: PoCL cannot compile OpenCL kernels on this CPU: the OpenCL tests will fail"
+fi
 # console-script wrappers for the PyNX runners we use
 for name in pynx-cdi-id01:pynx.cdi.scripts.pynx_id01cdi; do
   script=${name%%:*}; mod=${name#*:}
