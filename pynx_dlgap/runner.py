@@ -89,6 +89,8 @@ import json
 import sys
 import time
 
+import numpy as np
+
 __all__ = ["main", "runner_classes"]
 
 _CACHE = {}
@@ -118,6 +120,22 @@ def _check(value):
     if value is False or str(value).lower() in ("off", "false"):
         return False
     return str(value)  # a rule name, checked by DLInpaint before any work
+
+
+def _phase_bin(value, ndim=None):
+    """``--dl-phase-bin`` (command line or parameter file: ``auto``, an int, ``2,2,1`` or a list) ->
+    ``DLPhaseInit(bin=)``: ``'auto'``, an int or a tuple, checked (:func:`~pynx_dlgap.phase.binning.resolve_bin`;
+    for ``ndim`` dimensions when given)."""
+    from .phase.binning import resolve_bin
+    if value is None or str(value).strip().lower() == "auto":
+        return "auto"
+    if isinstance(value, str):
+        value = value.strip().strip("()[]")
+        value = [v for v in value.split(",") if v.strip()] if "," in value else value
+    if np.ndim(value) == 0:
+        return resolve_bin(value, 1)[0]
+    vals = tuple(value)
+    return resolve_bin(vals, ndim if ndim is not None else len(vals))
 
 
 def _trust(value):
@@ -284,13 +302,15 @@ def runner_classes():
                 noise = float(p.get("dl_phase_noise") or 0) if run > 1 else 0.0  # run 1: the prediction as is
                 self.cdi = DLPhaseInit(weights=_weights(p.get("dl_phase_init"), default_weights(ndim)),
                                        noise=noise, noise_seed=run, tta=int(p.get("dl_phase_tta") or 1),
-                                       bf16=p.get("dl_bf16", "off") == "on") * self.cdi
+                                       bf16=p.get("dl_bf16", "off") == "on",
+                                       bin=_phase_bin(p.get("dl_phase_bin"), ndim)) * self.cdi
                 inf = getattr(self.cdi, "dl_phase_init_info", {})
                 p["dl_phase_init_seconds"] = time.perf_counter() - t0
                 p["dl_phase_init_sha256"] = str(inf.get("weights_sha256") or "")
                 p["dl_phase_init_region"] = str(inf.get("region_shape", ""))
                 p["dl_phase_init_noise"] = noise
                 p["dl_phase_init_tta"] = int(inf.get("tta", 1))
+                p["dl_phase_init_bin"] = str(inf.get("bin", ""))
                 print(f"pynx-dlgap: DLPhaseInit start in {p['dl_phase_init_seconds']:.1f} s, support "
                       f"{inf.get('support_points')} voxels" + (f", phase noise {noise:g} rad" if noise else ""))
 
@@ -432,6 +452,11 @@ def runner_classes():
                              metavar="K",
                              help="with --dl-phase-init: test-time ensemble of the phase model over K of its "
                                   "48 (2-D: 8) symmetric views (K model calls). Default 1")
+            grp.add_argument("--dl-phase-bin", "--dl_phase_bin", dest="dl_phase_bin", default="auto", metavar="B",
+                             help="with --dl-phase-init: predict the phase on the data binned by B (one int, or "
+                                  "one per axis as 2,2,1) and interpolate it back; 'auto' (default): from the "
+                                  "data's estimated oversampling, only for data at least twice the model's box "
+                                  "along an axis; 1: never (pynx_dlgap.phase.binning)")
             return parser
 
         def check_params(self):
@@ -454,6 +479,10 @@ def runner_classes():
                     phase_views(3, 1 if tta is None else int(tta))  # 2-D data: <= 8, checked by DLPhaseInit
                 except ValueError as e:
                     raise ValueError(f"pynx-cdi-id01-dl: --dl-phase-tta: {e}") from None
+                try:
+                    self.params["dl_phase_bin"] = _phase_bin(self.params.get("dl_phase_bin"))
+                except ValueError as e:
+                    raise ValueError(f"pynx-cdi-id01-dl: --dl-phase-bin: {e}") from None
             if self.params.get("dl_inpaint_mode") == "release":
                 algo = self.params.get("algorithm")
                 steps = [] if algo is None else [a.strip().lower() for a in str(algo).split(",")]

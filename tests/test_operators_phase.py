@@ -254,3 +254,25 @@ def test_tta_operator_matches_ensemble_prediction(tiny, data):
     obj_h, _ = op._start(pc.CDI(stored.copy()))
     obj_t, _ = op._start_tensor(torch.from_numpy(stored.copy()))
     np.testing.assert_allclose(np.fft.ifftshift(obj_t.numpy()), obj_h, rtol=0, atol=2e-5 * np.abs(obj_h).max())
+
+
+def test_cpu_bins_a_large_oversampled_pattern(tiny):
+    """A 256^2 pattern of a small crystal (independent recipe): 'auto' bins it 2x2 for the
+    128^2 model, as predict_phase does; bin=1 keeps the 0.7.11 start (the box around the peak)."""
+    from pynx_dlgap.evaluate.analytic import analytic_crystal
+    s = analytic_crystal(int(np.random.default_rng().integers(100_000)), 2, 256, 3.0, oversampling=(14, 16))
+    I, m = s["intensity"], np.zeros((256, 256), bool)
+    m[120:124, :] = True
+    pc = import_pynx_cdi("cpu")
+    cdi = DLPhaseInit(model=tiny, family="cpu") * _cdi(pc, I, m)
+    info = cdi.dl_phase_init_info
+    assert info["bin"] == [2, 2] and info["binned_shape"] == [127, 127]
+    ref = start_object(I, predict_phase(I, m, model=tiny, bin=2), m)
+    assert _ncc(cdi.get_obj(shift=True), ref) > 1 - 1e-5
+    cdi1 = DLPhaseInit(model=tiny, family="cpu", bin=1) * _cdi(pc, I, m)
+    assert cdi1.dl_phase_init_info["bin"] == [1, 1] and cdi1.dl_phase_init_info["region_shape"] == [128, 128]
+    ref1 = start_object(I, predict_phase(I, m, model=tiny, bin=1), m)
+    assert _ncc(cdi1.get_obj(shift=True), ref1) > 1 - 1e-5
+    assert _ncc(ref, ref1) < 0.999  # the two starts differ
+    with pytest.raises(ValueError, match="bin"):
+        DLPhaseInit(model=tiny, family="cpu", bin=(2, 2, 2))

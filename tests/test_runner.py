@@ -43,6 +43,8 @@ def test_bad_flag_values_fail_clearly(tmp_path):
     assert r.returncode != 0 and "dl-phase-noise" in (r.stdout + r.stderr)
     r = _run(["--data", "d.npz", "--dl-phase-init", "--dl-phase-tta", "0"], tmp_path, timeout=120)
     assert r.returncode != 0 and "dl-phase-tta" in (r.stdout + r.stderr)
+    r = _run(["--data", "d.npz", "--dl-phase-init", "--dl-phase-bin", "2,0,1"], tmp_path, timeout=120)
+    assert r.returncode != 0 and "dl-phase-bin" in (r.stdout + r.stderr)
     r = _run(["--data", "d.npz", "--dl-inpaint", "--dl-inpaint-tta", "0"], tmp_path, timeout=120)
     assert r.returncode != 0 and "dl-inpaint-tta" in (r.stdout + r.stderr)
     r = _run(["--data", "d.npz", "--dl-inpaint", "--dl-inpaint-trust", "-1"], tmp_path, timeout=120)
@@ -98,6 +100,7 @@ def test_end_to_end_with_dl_steps(tmp_path):
         with h5py.File(f_run, "r") as f:
             assert f["entry_1/image_1/process_1/configuration/dl_phase_init_noise"][()] == noise
             assert f["entry_1/image_1/process_1/configuration/dl_phase_init_tta"][()] == 2
+            assert f["entry_1/image_1/process_1/configuration/dl_phase_init_bin"][()].decode() == "[1, 1, 1]"
 
 
 def test_dl_steps_in_algorithm_string(tmp_path):
@@ -157,6 +160,10 @@ def test_pynx_dlgap_phase_cli_end_to_end(tmp_path):
                        text=True, timeout=600)
     assert r.returncode == 2 and "bright" in r.stderr and "gap fill" not in r.stdout
     assert not (tmp_path / "bad.cxi").exists()
+    r = subprocess.run(cmd[:-2] + ["bad.cxi", "--phase-bin", "2,2"], cwd=tmp_path, env=ENV, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 2 and "--phase-bin" in r.stderr and "gap fill" not in r.stdout
+    assert not (tmp_path / "bad.cxi").exists()
     import torch
     if not torch.cuda.is_available():  # --pynx cuda without a GPU: a clear error before any work
         r = subprocess.run(cmd[:-1] + ["gpu.cxi", "--pynx", "cuda"], cwd=tmp_path, env=ENV, capture_output=True,
@@ -195,6 +202,7 @@ def test_pynx_dlgap_phase_keeps_the_best_of_several_starts(tmp_path):
         assert int(cfg["starts"][()]) == 3 and float(cfg["start_noise"][()]) == 1.0
         assert cfg["dl_device"][()].decode() == ("cuda" if torch.cuda.is_available() else "cpu")
         assert int(cfg["dl_phase_tta"][()]) == 2
+        assert json.loads(cfg["dl_phase_bin"][()].decode()) == [1, 1, 1]  # 'auto' leaves a 64^3 pattern as it is
     assert llks.shape == (3,) and np.isfinite(llks).all()
     ok = np.flatnonzero(~failed)
     expect = int(ok[np.argmin(llks[ok])]) if ok.size else 0

@@ -14,7 +14,9 @@ What it does (families ``'cpu'``, ``'opencl'`` and ``'cuda'``, as :mod:`.inpaint
    pixels are not measured; *estimated* values ``-(I+1)e19`` — e.g. from
    ``DLInpaint(mode='estimate')`` — are used as intensities), centres it;
 2. predicts the reciprocal-space phase (:func:`pynx_dlgap.phase.predict.predict_phase`;
-   patterns larger than the model: the region around the Bragg peak, see there);
+   patterns larger than the model: the region around the Bragg peak, see there, of the
+   pattern binned first where its crystal is oversampled beyond the training range,
+   ``bin='auto'``, :mod:`pynx_dlgap.phase.binning`);
 3. sets the object to ``IFT(sqrt(I) exp(i phi))`` (masked voxels and voxels
    outside the region: amplitude 0) in PyNX's fft-shifted storage, then applies
    the family's ``ScaleObj(method='F')``;
@@ -78,12 +80,14 @@ class _DLPhaseInitCore:
         from ..phase.predict import smooth_noise
         return smooth_noise(tuple(size), self.noise, 2.0, self.noise_seed).astype(np.float32)
 
-    def _setup(self, model, weights, support, support_threshold, support_sigma, device, bf16=False):
+    def _setup(self, model, weights, support, support_threshold, support_sigma, device, bf16=False, bin="auto"):
+        from ..phase.binning import resolve_bin
         from ..phase.predict import load_phase_model
         self._card = None
         if model is None:
             model, self._card = load_phase_model(weights, 3)  # checked here, before any work
         self._model = model
+        self._bin = resolve_bin(bin, int(model.config["kwargs"].get("dims", 3)))  # before any work
         self._support = support
         self._thr, self._sigma = float(support_threshold), float(support_sigma)
         self._device = device
@@ -102,17 +106,35 @@ class _DLPhaseInitCore:
 
     def _start(self, cdi):
         """(object, support) centred, from the host iobs."""
+        return self._start_stored(np.asarray(cdi.iobs))
+
+    def _host_bins(self, shape) -> bool:
+        """Whether the start may bin the pattern (:mod:`pynx_dlgap.phase.binning`): factors > 1
+        were given, or ``'auto'`` and an axis is at least twice the model's box."""
+        from ..phase.predict import _model_shape
+        if self._bin == "auto":
+            size = _model_shape(self._model, self._card, len(shape))
+            return any(int(N) >= 2 * int(n) for N, n in zip(shape, size))
+        return any(b > 1 for b in self._bin)
+
+    def _start_stored(self, stored):
+        """(object, support) centred, from iobs in PyNX's stored (fft-shifted) layout."""
         from ..phase.predict import predict_phase, start_object, support_from_object
         t0 = time.perf_counter()
-        I, mask = _decode_for_phase(np.asarray(cdi.iobs))
+        I, mask = _decode_for_phase(stored)
         I, mask = np.fft.fftshift(I), np.fft.fftshift(mask)
         ndim = I.ndim
         self._check_dims(ndim)
         phase, info = predict_phase(I, mask, model=self._model, device=self._device, return_info=True,
-                                    bf16=self._bf16, tta=self.tta)
-        nb = self._noise_box(info["region_shape"])
-        if nb is not None:
+                                    bf16=self._bf16, tta=self.tta, bin=self._bin)
+        if any(b > 1 for b in info["bin"]):  # the perturbation on the full grid, where the phase is known
+            if self.noise > 0:
+                from ..phase.predict import smooth_noise
+                phase += smooth_noise(I.shape, self.noise, 2.0, self.noise_seed).astype(np.float32)
+                info.update(noise_rms=self.noise, noise_seed=self.noise_seed)
+        elif self.noise > 0:
             from ..phase.predict import box_slices
+            nb = self._noise_box(info["region_shape"])
             dst, src = box_slices(I.shape, info["region_start"], info["region_shape"])
             phase[dst] += nb[src]
             info.update(noise_rms=self.noise, noise_seed=self.noise_seed)
@@ -234,9 +256,9 @@ def _make_cpu_class():
         family = "cpu"
 
         def __init__(self, model=None, weights=None, support=None, support_threshold=0.2, support_sigma=1.0,
-                     device="cpu", bf16=False):
+                     device="cpu", bf16=False, bin="auto"):
             CPUOperatorCDI.__init__(self)
-            self._setup(model, weights, support, support_threshold, support_sigma, device, bf16)
+            self._setup(model, weights, support, support_threshold, support_sigma, device, bf16, bin)
 
         def op(self, cdi):
             obj, sup = self._start(cdi)
@@ -260,9 +282,9 @@ def _make_opencl_class():
         family = "opencl"
 
         def __init__(self, model=None, weights=None, support=None, support_threshold=0.2, support_sigma=1.0,
-                     device="cpu", processing_unit=None, bf16=False):
+                     device="cpu", processing_unit=None, bf16=False, bin="auto"):
             CLOperatorCDI.__init__(self, processing_unit=processing_unit)
-            self._setup(model, weights, support, support_threshold, support_sigma, device, bf16)
+            self._setup(model, weights, support, support_threshold, support_sigma, device, bf16, bin)
 
         def op(self, cdi):
             obj, sup = self._start(cdi)
@@ -295,11 +317,11 @@ def _make_cuda_class():
         family = "cuda"
 
         def __init__(self, model=None, weights=None, support=None, support_threshold=0.2, support_sigma=1.0,
-                     device="cuda", processing_unit=None, bf16=False):
+                     device="cuda", processing_unit=None, bf16=False, bin="auto"):
             from ..pynx_backend import init_pynx_cuda
             self.shared_context = init_pynx_cuda()  # before PyNX makes a context of its own
             CUOperatorCDI.__init__(self, processing_unit=processing_unit)
-            self._setup(model, weights, support, support_threshold, support_sigma, device, bf16)
+            self._setup(model, weights, support, support_threshold, support_sigma, device, bf16, bin)
 
         def op(self, cdi):
             from ..gpu import torch_view
@@ -311,7 +333,13 @@ def _make_cuda_class():
                              and sp.data_ptr() == int(cdi._cu_support.gpudata))
             else:
                 s, zero_copy = torch.from_numpy(cdi._cu_iobs.get()).cuda(), False
-            obj, sup = self._start_tensor(s)
+            if self._host_bins(tuple(s.shape)):  # binning (phase.binning) runs on the host: one copy each way
+                obj_c, sup_c = self._start_stored(s.cpu().numpy())
+                obj = torch.from_numpy(np.fft.fftshift(obj_c)).to(s.device)  # PyNX's stored layout
+                sup = None if sup_c is None else torch.from_numpy(np.fft.fftshift(sup_c)).to(s.device)
+                self._info["binned_on_host"] = True
+            else:
+                obj, sup = self._start_tensor(s)
             if zero_copy:
                 o.copy_(obj.reshape(o.shape))
                 if sup is not None:
@@ -339,7 +367,7 @@ def dlphaseinit_class(family: str | None = None):
 
 def DLPhaseInit(model=None, weights=None, support=None, support_threshold: float = 0.2, support_sigma: float = 1.0,
                 *, device: str = "cpu", family: str | None = None, noise: float = 0.0, noise_seed=None,
-                bf16: bool = False, tta: int = 1, cuda_graph: bool = False):
+                bf16: bool = False, tta: int = 1, cuda_graph: bool = False, bin="auto"):
     """A PyNX operator setting the object from the DL reciprocal-phase prediction.
 
     :param model: a loaded phase model; default ``weights``, default the shipped
@@ -364,6 +392,12 @@ def DLPhaseInit(model=None, weights=None, support=None, support_threshold: float
         (:func:`pynx_dlgap.phase.predict.graphed_phase_model`), captured at the first call
         and cached per model, one launch instead of one per layer
         (``benchmarks/phase_step.py`` times both on a GPU).
+    :param bin: predict on the pattern binned by these factors (int, one per axis, or ``'auto'``,
+        the default: from the estimated oversampling, only for patterns at least twice the
+        model's box along an axis) and interpolate the phase back onto the full grid
+        (:mod:`pynx_dlgap.phase.binning`); ``1``: never (before 0.7.12). On the CUDA family a
+        start that may bin runs on the host (the pattern copied from the GPU, the start
+        copied back).
     :raises WeightsError: weights missing/corrupted (checked here, before any work).
     """
     if not (np.isfinite(noise) and noise >= 0):
@@ -375,7 +409,7 @@ def DLPhaseInit(model=None, weights=None, support=None, support_threshold: float
         from ..pynx_backend import init_pynx_opencl
         init_pynx_opencl()
     op = cls(model=model, weights=weights, support=support, support_threshold=support_threshold,
-             support_sigma=support_sigma, device=device, bf16=bf16)
+             support_sigma=support_sigma, device=device, bf16=bf16, bin=bin)
     from ..phase.predict import phase_views
     phase_views(int(op._model.config["kwargs"].get("dims", 3)), tta)  # a bad tta fails here, before any work
     op.noise, op.noise_seed, op.tta, op.cuda_graph = float(noise), noise_seed, int(tta), bool(cuda_graph)

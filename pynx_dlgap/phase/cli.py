@@ -80,6 +80,11 @@ def add_cli(sub):
                    help="test-time ensemble of the phase model over K of its 48 (2-D: 8) symmetric views, "
                         "aligned for twin and offset and averaged (K model calls; default 1; "
                         "benchmarks/phase_init.py --dl-tta measures it)")
+    p.add_argument("--phase-bin", default="auto", metavar="B",
+                   help="predict the phase on the pattern binned by B (one int, or one per axis as 2,2,1) and "
+                        "interpolate it back to the full grid; 'auto' (default): from the pattern's estimated "
+                        "oversampling, only for patterns at least twice the model's box (64^3 / 128^2) along an "
+                        "axis; 1: never (pynx_dlgap.phase.binning)")
     p.add_argument("--device", default=None,
                    help="torch device of the DL models, e.g. cpu, cuda, cuda:1 (default: cuda when torch sees a GPU, "
                         "else cpu)")
@@ -147,6 +152,11 @@ def run_phase(a):
                 phase_views(iobs.ndim, a.phase_tta)
             except ValueError as e:
                 raise ValueError(f"--phase-tta: {e}") from None
+            from .binning import resolve_bin
+            try:
+                phase_bin = resolve_bin(a.phase_bin.split(",") if "," in a.phase_bin else a.phase_bin, iobs.ndim)
+            except ValueError as e:
+                raise ValueError(f"--phase-bin: {e}") from None
     except ValueError as e:
         import sys
         print(f"pynx-dlgap phase: error: {e}", file=sys.stderr)
@@ -186,14 +196,17 @@ def run_phase(a):
     if model is not None:
         t0 = time.perf_counter()
         phase, pinf = predict_phase(I, m, model=model, return_info=True, bf16=a.bf16, device=device,
-                                    tta=a.phase_tta)
+                                    tta=a.phase_tta, bin=phase_bin)
         obj0 = start_object(I, phase, m)
         sup0 = support_from_object(obj0)
         info.update(dl_phase_seconds=time.perf_counter() - t0, dl_phase_region_start=pinf["region_start"],
                     bf16=bool(pinf["bf16"] or info["bf16"]), dl_phase_tta=int(a.phase_tta),
-                    dl_phase_region_shape=pinf["region_shape"], dl_support_points=int(sup0.sum()))
+                    dl_phase_region_shape=pinf["region_shape"], dl_support_points=int(sup0.sum()),
+                    dl_phase_bin=pinf["bin"])
+        binned = (f" of the pattern binned {'x'.join(map(str, pinf['bin']))} to {pinf['binned_shape']}"
+                  if any(b > 1 for b in pinf["bin"]) else "")
         print(f"DL phase start in {info['dl_phase_seconds']:.2f} s (region {pinf['region_shape']} at "
-              f"{pinf['region_start']}), support {int(sup0.sum())} voxels")
+              f"{pinf['region_start']}{binned}), support {int(sup0.sum())} voxels")
     r, obj0, kept, llks, failed = _refine(a, I, m, est, phase, obj0, sup0, rel)
     info.update(llk=r.llk, phasing_seconds=r.seconds, failed=r.failed or "", starts=int(a.starts),
                 start_kept=int(kept), start_llks=[float(x) for x in llks], start_failed=[int(f) for f in failed])

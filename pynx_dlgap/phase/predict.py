@@ -23,6 +23,14 @@ measured intensity after a 1-px Gaussian smoothing) and kept inside the array:
 * a smaller pattern: the region extends past the array; those voxels are given to the model as masked (mask channel 1,
   intensity 0) and are not used afterwards.
 
+**Binning** (since 0.7.12, ``bin='auto'`` by default): cutting a region out of a pattern does
+not change its oversampling, binning does. The models were trained on crystals oversampled
+2-8 times per axis, and a large measured pattern of a small crystal is oversampled far more
+(a 20-px crystal in 256 px: 12.8), so such a pattern is first binned by
+``floor(median estimate / 6)`` (the oversampling estimated from the autocorrelation; only
+from an estimate of 12; axes up to twice the box are never binned automatically), the binned pattern is predicted as above, and its
+phase is interpolated back onto the full grid (:mod:`pynx_dlgap.phase.binning`).
+
 The phase is defined up to the twin (``phi(q) -> -phi(q)``: the conjugated,
 inverted object ``conj(o(-r))`` has the FT ``conj(F(q))``) and a global offset: both are valid starts for PyNX.
 """
@@ -399,21 +407,47 @@ def box_slices(shape, start, size) -> tuple:
 
 
 def predict_phase(iobs, mask=None, model=None, weights=None, device: str = "cpu", return_info: bool = False,
-                  bf16: bool = False, tta: int = 1):
+                  bf16: bool = False, tta: int = 1, bin="auto"):
     """Reciprocal-space phase of a centred 2-D/3-D pattern (radians, the pattern's shape).
 
     ``NaN`` outside the prediction region (see the module docstring). Never modifies
     the inputs. ``model``: a loaded phase model (else ``weights``, else the shipped
-    weights). With ``return_info`` also returns a dict (region, peak, seconds, card).
+    weights). With ``return_info`` also returns a dict (region, peak, seconds, card, bins).
     ``bf16``: bfloat16 (:func:`predict_on_box`); ``tta``: test-time ensemble of that many
     symmetric views (:func:`predict_on_box`, :func:`view_phases`).
+    ``bin``: predict on the pattern binned by these factors (an int, one per axis, or
+    ``'auto'``, the default: from the pattern's estimated oversampling, and only for
+    patterns more than twice the model's box along an axis) and map the phase back to the
+    full grid (:mod:`pynx_dlgap.phase.binning`); ``1``: no binning, as before 0.7.12.
+    Since 0.7.12.
     """
+    from .binning import auto_bin, bin_pattern, resolve_bin, unbin_phase
+    t0 = time.perf_counter()
     shape = np.shape(iobs)
-    ph_box, start, info = predict_box(iobs, mask, model, weights, device, bf16=bf16, tta=tta)
-    ph_box = ph_box.cpu().numpy().astype(np.float32)
-    phase = np.full(shape, np.nan, np.float32)
-    dst, src = box_slices(shape, start, ph_box.shape)
-    phase[dst] = ph_box[src]
+    bins = resolve_bin(bin, len(shape))  # a bad value fails here, before any work
+    est = None
+    if bins == "auto":
+        iobs, mask = check_pattern(iobs, mask, ndim=(2, 3), allow_full_mask=False)
+        if model is None:
+            model, _ = load_phase_model(weights, iobs.ndim)
+        size = _model_shape(model, None, iobs.ndim)
+        bins = (1,) * len(shape)
+        if any(int(N) >= 2 * int(n) for N, n in zip(shape, size)):  # auto never bins smaller patterns
+            bins, est = auto_bin(iobs, mask, size)
+    if any(b > 1 for b in bins):
+        iobs, mask = check_pattern(iobs, mask, ndim=(2, 3), allow_full_mask=False)
+        Ib, mb, offs = bin_pattern(iobs, mask, bins)
+        ph_b, info = predict_phase(Ib, mb, model, weights, device, True, bf16=bf16, tta=tta, bin=1)
+        phase = unbin_phase(ph_b, bins, offs, shape)
+        info.update(binned_shape=list(Ib.shape), bin_offsets=list(offs))
+    else:
+        ph_box, start, info = predict_box(iobs, mask, model, weights, device, bf16=bf16, tta=tta)
+        ph_box = ph_box.cpu().numpy().astype(np.float32)
+        phase = np.full(shape, np.nan, np.float32)
+        dst, src = box_slices(shape, start, ph_box.shape)
+        phase[dst] = ph_box[src]
+    info.update(bin=list(bins), oversampling_estimate=None if est is None else [round(e, 2) for e in est],
+                seconds=time.perf_counter() - t0)
     if not return_info:
         return phase
     return phase, info
