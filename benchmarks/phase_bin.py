@@ -5,8 +5,8 @@ times per axis. A large pattern of a small crystal is oversampled more, and cutt
 around the peak does not change that; binning does (:mod:`pynx_dlgap.phase.binning`).
 This benchmark phases, in one run, crystals of the independent recipe
 (:mod:`pynx_dlgap.evaluate.analytic`: not the simulator the models were trained on; seeds
-from 9000, disjoint from ``phase_init.py``'s 7000+) on ``--size``-px patterns at two
-oversampling ranges, and prints per strain level:
+from 9000, disjoint from ``phase_init.py``'s 7000+) on ``--size``-px patterns (3-D 128^3, 2-D
+256^2 by default) at three oversampling ranges, and prints per strain level:
 
 * ``dl bin 1``: the DL start predicted on the 64-box around the peak, unbinned (before 0.7.12);
 * ``dl bin auto``: the default since 0.7.12 (binned by ``floor(median estimate / 6)`` where the
@@ -22,6 +22,7 @@ oversampling estimate against ``true`` (array size / support bounding box, media
 
     python benchmarks/phase_bin.py --n 5 --workers 2                # the set the 'auto' rule was chosen on
     python benchmarks/phase_bin.py --n 5 --offset 50 --workers 2    # fresh crystals
+    python benchmarks/phase_bin.py --dims 2 --n 10 --workers 2      # 2-D, 256^2 patterns
 """
 from __future__ import annotations
 
@@ -39,19 +40,20 @@ _MODEL = {}
 
 
 def one_case(job):
-    seed, lname, level, size, os_range, raar, er = job
+    seed, lname, level, size, os_range, raar, er, dims = job
     import torch
     torch.set_num_threads(1)
     from pynx_dlgap.evaluate.align import object_errors
     from pynx_dlgap.evaluate.analytic import analytic_crystal
     from pynx_dlgap.evaluate.phasing import phase_pattern
     from pynx_dlgap.phase.predict import load_phase_model, predict_phase, start_object, support_from_object
-    if "m" not in _MODEL:
-        _MODEL["m"] = load_phase_model(None, 3)[0]
-    s = analytic_crystal(seed, 3, size, level, oversampling=os_range)
+    if dims not in _MODEL:
+        _MODEL[dims] = load_phase_model(None, dims)[0]
+    s = analytic_crystal(seed, dims, size, level, oversampling=os_range)
     I, m = s["intensity"], s["mask"] | s["dead"]
     sup_true = s["support"]
-    true_os = [size / max(1, int(sup_true.any(axis=tuple(j for j in range(3) if j != ax)).sum())) for ax in range(3)]
+    true_os = [size / max(1, int(sup_true.any(axis=tuple(j for j in range(dims) if j != ax)).sum()))
+               for ax in range(dims)]
     rows = []
 
     def score(method, r, t, extra=None):
@@ -64,7 +66,7 @@ def one_case(job):
     chain = dict(n_raar=raar, n_er=er)
     for b in (1, "auto"):
         t0 = time.perf_counter()
-        ph, info = predict_phase(I, m, model=_MODEL["m"], return_info=True, bin=b)
+        ph, info = predict_phase(I, m, model=_MODEL[dims], return_info=True, bin=b)
         o0 = start_object(I, ph, m)
         r = phase_pattern(I, m, obj0=o0, support0=support_from_object(o0), chain=dict(chain, detwin=False))
         est = info["oversampling_estimate"]
@@ -79,7 +81,8 @@ def one_case(job):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=8, help="crystals per strain level and oversampling range")
-    ap.add_argument("--size", type=int, default=128, help="pattern side (px)")
+    ap.add_argument("--dims", type=int, default=3, choices=(2, 3))
+    ap.add_argument("--size", type=int, default=None, help="pattern side (px; default 128 in 3-D, 256 in 2-D)")
     ap.add_argument("--oversampling", type=float, nargs="+", default=[9, 14, 5, 8, 2.5, 4.5], metavar="LO HI",
                     help="pairs of oversampling ranges (array size / largest extent), default 9-14, 5-8 and 2.5-4.5")
     ap.add_argument("--levels", nargs="+", default=["pi", "2pi"], choices=["pi", "2pi", "4pi"])
@@ -95,13 +98,14 @@ def main(argv=None):
     from phase_init import run_cases
     lev = {"pi": math.pi, "2pi": 2 * math.pi, "4pi": 4 * math.pi}
     ranges = [tuple(a.oversampling[i:i + 2]) for i in range(0, len(a.oversampling), 2)]
-    jobs = [(SEED_BASE + a.offset + 1000 * li + 100 * ri + i, ln, lev[ln], a.size, rg, a.raar, a.er)
+    a.size = a.size or (128 if a.dims == 3 else 256)
+    jobs = [(SEED_BASE + a.offset + 1000 * li + 100 * ri + i, ln, lev[ln], a.size, rg, a.raar, a.er, a.dims)
             for ri, rg in enumerate(ranges) for li, ln in enumerate(a.levels) for i in range(a.n)]
     t0 = time.time()
     rows = run_cases(one_case, jobs, a.workers)
     print(f"# DL phase start with and without binning: {a.n} analytic-recipe crystals (seeds {SEED_BASE + a.offset}+) per level and "
-          f"oversampling range, {a.size}^3 patterns; chain {a.raar} RAAR + {a.er} ER (PyNX CPU operators)")
-    print(f"# python benchmarks/phase_bin.py --n {a.n} --size {a.size} --oversampling "
+          f"oversampling range, {a.size}^{a.dims} patterns; chain {a.raar} RAAR + {a.er} ER (PyNX CPU operators)")
+    print(f"# python benchmarks/phase_bin.py --dims {a.dims} --n {a.n} --size {a.size} --oversampling "
           f"{' '.join(f'{v:g}' for v in a.oversampling)} --levels {' '.join(a.levels)} --offset {a.offset}")
     print()
     hdr = f"{'level':6s} {'oversampl.':>10s} {'method':12s} {'success':>7s} {'phase_rms':>9s} {'seconds':>7s} " \
