@@ -10,7 +10,7 @@ from 9000, disjoint from ``phase_init.py``'s 7000+) on ``--size``-px patterns (3
 
 * ``dl bin 1``: the DL start predicted on the 64-box around the peak, unbinned (before 0.7.12);
 * ``dl bin auto``: the default since 0.7.12 (binned by ``floor(median estimate / 6)`` where the
-  pattern is at least twice the box; :func:`pynx_dlgap.phase.binning.auto_bin`);
+  pattern is at least 1.8 times the box; :func:`pynx_dlgap.phase.binning.auto_bin`);
 * ``random``: PyNX's random start (``InitObjRandom`` on the autocorrelation support, seed 0)
   with ``DetwinRAAR``, as PyNX runs it;
 

@@ -311,8 +311,11 @@ def runner_classes():
                 p["dl_phase_init_noise"] = noise
                 p["dl_phase_init_tta"] = int(inf.get("tta", 1))
                 p["dl_phase_init_bin"] = str(inf.get("bin", ""))
+                binned = [int(b) for b in inf.get("bin", [])]
                 print(f"pynx-dlgap: DLPhaseInit start in {p['dl_phase_init_seconds']:.1f} s, support "
-                      f"{inf.get('support_points')} voxels" + (f", phase noise {noise:g} rad" if noise else ""))
+                      f"{inf.get('support_points')} voxels" + (f", phase noise {noise:g} rad" if noise else "")
+                      + (f", data binned {'x'.join(map(str, binned))} for the prediction" if any(b > 1 for b in binned)
+                         else ""))
 
         def run(self, file_name=None, run_n=1):
             """PyNX's ``run``; with ``--dl-inpaint-mode release`` and no ``--algorithm``, PyNX's own
@@ -455,7 +458,7 @@ def runner_classes():
             grp.add_argument("--dl-phase-bin", "--dl_phase_bin", dest="dl_phase_bin", default="auto", metavar="B",
                              help="with --dl-phase-init: predict the phase on the data binned by B (one int, or "
                                   "one per axis as 2,2,1) and interpolate it back; 'auto' (default): from the "
-                                  "data's estimated oversampling, only for data at least twice the model's box "
+                                  "data's estimated oversampling, only for data at least 1.8 times the model's box "
                                   "along an axis; 1: never (pynx_dlgap.phase.binning)")
             return parser
 

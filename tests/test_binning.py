@@ -119,9 +119,13 @@ def test_oversampling_estimate_and_auto_bins_on_independent_crystals():
         m = cross(6, 58, 70).mask((128, 128, 128))
         est_gap = np.array(estimate_oversampling(np.where(m, 0, s["intensity"]), m))
         assert np.all(np.abs(est_gap / est - 1) < 0.25), (est_gap, est)
-    # never more than the box allows: a 100-px axis holds no bin of 2 for a 64 box
+    # never more than the box allows: a 100-px axis holds no bin of 2 for a 64 box (50 < 0.9 x 64),
+    # a 126-px axis does (PyNX's runner centres 128-px data into 126: 63 of the box's 64)
     s = analytic_crystal(int(rng.integers(100_000)), 3, 100, np.pi, oversampling=(14, 16))
     assert auto_bin(s["intensity"], None, (64, 64, 64))[0] == (1, 1, 1)
+    s = analytic_crystal(int(rng.integers(100_000)), 3, 128, np.pi, oversampling=(14, 16))
+    sl = (slice(None), slice(1, 127), slice(0, 115))
+    assert auto_bin(s["intensity"][sl], None, (64, 64, 64))[0] == (2, 2, 1)
 
 
 def test_predict_phase_bins_then_unbins_and_auto_leaves_small_patterns():
@@ -141,7 +145,7 @@ def test_predict_phase_bins_then_unbins_and_auto_leaves_small_patterns():
     assert info["bin"] == [2, 2, 1] and info["binned_shape"] == list(Ib.shape) and info["bin_offsets"] == list(offs)
     assert np.isfinite(ph[2:-2, 2:-2, 16:80]).all() and np.isnan(ph[:, :, :10]).all()  # the box spans 64 of 96 on axis 2
     np.testing.assert_array_equal(I, I0)
-    # 'auto' on a pattern under twice the box: no binning, no estimate, the unbinned prediction
+    # 'auto' on a pattern under 1.8 times the box: no binning, no estimate, the unbinned prediction
     small = I[:100, :100, :96]
     ph_a, info_a = predict_phase(small, None, model=model, return_info=True)
     assert info_a["bin"] == [1, 1, 1] and info_a["oversampling_estimate"] is None

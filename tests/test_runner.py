@@ -103,6 +103,23 @@ def test_end_to_end_with_dl_steps(tmp_path):
             assert f["entry_1/image_1/process_1/configuration/dl_phase_init_bin"][()].decode() == "[1, 1, 1]"
 
 
+def test_dl_phase_init_bins_large_oversampled_data(tmp_path):
+    """`pynx-cdi-id01-dl --dl-phase-init` on 128^3 data of a small crystal (independent recipe):
+    PyNX centres it into 128 x 126 x 128, and 'auto' still bins every axis 2x (phase.binning);
+    `--dl-phase-bin 1` turns it off. The factors are printed and recorded in the CXI."""
+    from pynx_dlgap.evaluate.analytic import analytic_crystal
+    s = analytic_crystal(int(np.random.default_rng().integers(100_000)), 3, 128, 3.0, oversampling=(14, 16))
+    np.savez(tmp_path / "big.npz", data=s["intensity"])
+    for flag, want in (([], "[2, 2, 2]"), (["--dl-phase-bin", "1"], "[1, 1, 1]")):
+        for f in tmp_path.glob("*.cxi"):
+            f.unlink()
+        r = _run(["--data", "big.npz", "--nb_raar", "10", "--nb_er", "5", "--dl-phase-init"] + flag, tmp_path)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert ("data binned 2x2x2 for the prediction" in r.stdout) == (want == "[2, 2, 2]")
+        with h5py.File(tmp_path / "latest.cxi", "r") as f:
+            assert f["entry_1/image_1/process_1/configuration/dl_phase_init_bin"][()].decode() == want
+
+
 def test_dl_steps_in_algorithm_string(tmp_path):
     from pynx_dlgap.simulate import simulate_3d
     seed = int(np.random.default_rng().integers(1_000_000))

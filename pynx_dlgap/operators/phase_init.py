@@ -110,11 +110,12 @@ class _DLPhaseInitCore:
 
     def _host_bins(self, shape) -> bool:
         """Whether the start may bin the pattern (:mod:`pynx_dlgap.phase.binning`): factors > 1
-        were given, or ``'auto'`` and an axis is at least twice the model's box."""
+        were given, or ``'auto'`` and an axis is at least 1.8 times the model's box."""
         from ..phase.predict import _model_shape
         if self._bin == "auto":
             size = _model_shape(self._model, self._card, len(shape))
-            return any(int(N) >= 2 * int(n) for N, n in zip(shape, size))
+            from ..phase.binning import binnable_axes
+            return binnable_axes(shape, size)
         return any(b > 1 for b in self._bin)
 
     def _start_stored(self, stored):
@@ -393,7 +394,7 @@ def DLPhaseInit(model=None, weights=None, support=None, support_threshold: float
         and cached per model, one launch instead of one per layer
         (``benchmarks/phase_step.py`` times both on a GPU).
     :param bin: predict on the pattern binned by these factors (int, one per axis, or ``'auto'``,
-        the default: from the estimated oversampling, only for patterns at least twice the
+        the default: from the estimated oversampling, only for patterns at least 1.8 times the
         model's box along an axis) and interpolate the phase back onto the full grid
         (:mod:`pynx_dlgap.phase.binning`); ``1``: never (before 0.7.12). On the CUDA family a
         start that may bin runs on the host (the pattern copied from the GPU, the start

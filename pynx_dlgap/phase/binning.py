@@ -19,8 +19,8 @@ The method:
 2. :func:`auto_bin`: one factor, ``floor(median estimate over the axes / 6)`` (at least 1): a
    pattern is binned only where its crystal is oversampled beyond the training range (an
    estimate of 12 is a true oversampling of about 7-11), and then to an estimated 6 (a true
-   3.5-5.5); never so much that a binned axis is shorter than the model's box (an axis up to
-   twice the box is not binned). Chosen on ``benchmarks/phase_bin.py``'s crystals: binning 2x
+   3.5-5.5); never so much that a binned axis fills less than 90 % of the model's box (an axis
+   under 1.8 times the box is not binned; :func:`binnable_axes`). Chosen on ``benchmarks/phase_bin.py``'s crystals: binning 2x
    took the DL start from 0 to 100 % success where the crystals were oversampled 9-14 times,
    but binning per axis by ``floor(estimate / 4)`` (the first rule tried) lowered it where they
    were oversampled 5-8 times (``benchmarks/results/phase_bin_per_axis_rule.txt``).
@@ -40,11 +40,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["estimate_oversampling", "auto_bin", "resolve_bin", "bin_layout", "bin_pattern", "unbin_phase",
+__all__ = ["estimate_oversampling", "auto_bin", "binnable_axes", "MIN_BOX_FILL", "resolve_bin", "bin_layout", "bin_pattern", "unbin_phase",
            "OVERSAMPLING_PER_BIN", "ACF_THRESHOLD"]
 
 #: auto_bin's factor: the median estimate over the axes over this, floored (binning from an estimate of 12)
 OVERSAMPLING_PER_BIN = 6.0
+#: an axis is binned by ``b`` only if the binned axis fills at least this share of the model's box
+#: (the rest of the box is masked, as for any smaller pattern): PyNX's runner crops a 128-px axis
+#: to 126 when it centres the data, which still bins 2x for a 64 box
+MIN_BOX_FILL = 0.9
 #: the threshold (fraction of its maximum) of the autocorrelation's profile that delimits the crystal's extent
 ACF_THRESHOLD = 0.05
 
@@ -84,8 +88,14 @@ def auto_bin(iobs, mask, size) -> tuple:
     estimate they come from (:func:`estimate_oversampling`); see the module docstring."""
     est = estimate_oversampling(iobs, mask)
     b = max(1, int(float(np.median(est)) // OVERSAMPLING_PER_BIN))
-    bins = tuple(max(1, min(b, int(N) // int(n))) for N, n in zip(np.shape(iobs), size))
+    bins = tuple(max(1, min(b, int(int(N) // (MIN_BOX_FILL * int(n))))) for N, n in zip(np.shape(iobs), size))
     return bins, est
+
+
+def binnable_axes(shape, size) -> bool:
+    """Whether ``'auto'`` may bin a pattern of ``shape`` for a model box of ``size``: some axis is at
+    least ``2 * MIN_BOX_FILL`` (1.8) times the box (otherwise no estimate is computed)."""
+    return any(int(N) >= 2 * MIN_BOX_FILL * int(n) for N, n in zip(shape, size))
 
 
 def resolve_bin(bin, ndim: int) -> tuple | str:

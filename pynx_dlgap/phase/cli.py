@@ -83,7 +83,7 @@ def add_cli(sub):
     p.add_argument("--phase-bin", default="auto", metavar="B",
                    help="predict the phase on the pattern binned by B (one int, or one per axis as 2,2,1) and "
                         "interpolate it back to the full grid; 'auto' (default): from the pattern's estimated "
-                        "oversampling, only for patterns at least twice the model's box (64^3 / 128^2) along an "
+                        "oversampling, only for patterns at least 1.8 times the model's box (64^3 / 128^2) along an "
                         "axis; 1: never (pynx_dlgap.phase.binning)")
     p.add_argument("--device", default=None,
                    help="torch device of the DL models, e.g. cpu, cuda, cuda:1 (default: cuda when torch sees a GPU, "

@@ -28,7 +28,7 @@ not change its oversampling, binning does. The models were trained on crystals o
 2-8 times per axis, and a large measured pattern of a small crystal is oversampled far more
 (a 20-px crystal in 256 px: 12.8), so such a pattern is first binned by
 ``floor(median estimate / 6)`` (the oversampling estimated from the autocorrelation; only
-from an estimate of 12; axes up to twice the box are never binned automatically), the binned pattern is predicted as above, and its
+from an estimate of 12; axes under 1.8 times the box are never binned automatically), the binned pattern is predicted as above, and its
 phase is interpolated back onto the full grid (:mod:`pynx_dlgap.phase.binning`).
 
 The phase is defined up to the twin (``phi(q) -> -phi(q)``: the conjugated,
@@ -417,11 +417,11 @@ def predict_phase(iobs, mask=None, model=None, weights=None, device: str = "cpu"
     symmetric views (:func:`predict_on_box`, :func:`view_phases`).
     ``bin``: predict on the pattern binned by these factors (an int, one per axis, or
     ``'auto'``, the default: from the pattern's estimated oversampling, and only for
-    patterns more than twice the model's box along an axis) and map the phase back to the
+    patterns at least 1.8 times the model's box along an axis) and map the phase back to the
     full grid (:mod:`pynx_dlgap.phase.binning`); ``1``: no binning, as before 0.7.12.
     Since 0.7.12.
     """
-    from .binning import auto_bin, bin_pattern, resolve_bin, unbin_phase
+    from .binning import auto_bin, bin_pattern, binnable_axes, resolve_bin, unbin_phase
     t0 = time.perf_counter()
     shape = np.shape(iobs)
     bins = resolve_bin(bin, len(shape))  # a bad value fails here, before any work
@@ -432,7 +432,7 @@ def predict_phase(iobs, mask=None, model=None, weights=None, device: str = "cpu"
             model, _ = load_phase_model(weights, iobs.ndim)
         size = _model_shape(model, None, iobs.ndim)
         bins = (1,) * len(shape)
-        if any(int(N) >= 2 * int(n) for N, n in zip(shape, size)):  # auto never bins smaller patterns
+        if binnable_axes(shape, size):  # auto never bins smaller patterns
             bins, est = auto_bin(iobs, mask, size)
     if any(b > 1 for b in bins):
         iobs, mask = check_pattern(iobs, mask, ndim=(2, 3), allow_full_mask=False)
