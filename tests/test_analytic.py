@@ -50,9 +50,11 @@ def test_support_size_phase_range_and_counts(dims, n):
     assert p["phase_ptp"] == pytest.approx(level, rel=1e-9)
     if level < np.pi:  # unwrapped here: the stored object's phase spans exactly the level
         assert np.ptp(ph - ph.mean()) == pytest.approx(level, rel=1e-4)
-    # largest extent along an axis = n / oversampling, within the grid's discretisation
+    # largest extent along an axis = n / oversampling, within the grid's discretisation: the recipe's
+    # 4-step fixed point on the discrete extent ends within 2.25 voxels of it on 400 2-D draws (1 % of
+    # them beyond 2; 3-D 64^3: 1.84 on 120), so 2.5
     ext = max(int(np.ptp(np.nonzero(sup)[ax])) + 1 for ax in range(dims))
-    assert abs(ext - n / p["oversampling"]) <= 2
+    assert abs(ext - n / p["oversampling"]) <= 2.5
     assert 2.5 - 0.3 <= n / ext <= 4.5 + 0.3
     # centred: the support is point-symmetric about the array centre up to one voxel
     com = np.array(np.nonzero(sup), float).mean(axis=1)

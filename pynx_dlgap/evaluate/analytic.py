@@ -9,7 +9,7 @@ crystals it has never seen the like of (``benchmarks/phase_init.py --crystals an
 * **shape**: an ellipsoid, a cylinder (2-D: a rectangle), a super-ellipsoid (exponent 4, a
   rounded cube) or an octahedron (2-D: a rhombus), with random semi-axes (ratio 0.8-1.2) and a
   random rotation; the support is **binary** (no smoothed edge), the object's modulus 1 in it;
-* **size**: the support's largest extent along an axis is ``n / os`` (to a voxel or two), ``os``
+* **size**: the support's largest extent along an axis is ``n / os`` (within 2.5 voxels), ``os``
   drawn in ``oversampling`` (default 2.5-4.5);
 * **phase** (``G.u`` inside the support): a weighted sum of a bending term
   ``(u.d)^2``, a surface layer ``exp(-((1 - s) / w)^2)`` (``s`` the shape function, 1 on the
