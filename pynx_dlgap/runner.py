@@ -124,18 +124,14 @@ def _check(value):
 
 def _phase_bin(value, ndim=None):
     """``--dl-phase-bin`` (command line or parameter file: ``auto``, an int, ``2,2,1`` or a list) ->
-    ``DLPhaseInit(bin=)``: ``'auto'``, an int or a tuple, checked (:func:`~pynx_dlgap.phase.binning.resolve_bin`;
-    for ``ndim`` dimensions when given)."""
+    ``DLPhaseInit(bin=)``, checked by :func:`~pynx_dlgap.phase.binning.resolve_bin` for ``ndim``
+    dimensions; without ``ndim`` (before the data are read) for as many as the value gives."""
     from .phase.binning import resolve_bin
-    if value is None or str(value).strip().lower() == "auto":
+    if value is None or str(value).strip().lower() == "auto":  # as PyNX's own keywords, any case
         return "auto"
-    if isinstance(value, str):
-        value = value.strip().strip("()[]")
-        value = [v for v in value.split(",") if v.strip()] if "," in value else value
-    if np.ndim(value) == 0:
-        return resolve_bin(value, 1)[0]
-    vals = tuple(value)
-    return resolve_bin(vals, ndim if ndim is not None else len(vals))
+    if ndim is None:
+        ndim = len(value) if np.ndim(value) == 1 else str(value).count(",") + 1
+    return resolve_bin(value, ndim)
 
 
 def _trust(value):
@@ -483,7 +479,7 @@ def runner_classes():
                 except ValueError as e:
                     raise ValueError(f"pynx-cdi-id01-dl: --dl-phase-tta: {e}") from None
                 try:
-                    self.params["dl_phase_bin"] = _phase_bin(self.params.get("dl_phase_bin"))
+                    _phase_bin(self.params.get("dl_phase_bin"))  # the data's dimension comes later
                 except ValueError as e:
                     raise ValueError(f"pynx-cdi-id01-dl: --dl-phase-bin: {e}") from None
             if self.params.get("dl_inpaint_mode") == "release":

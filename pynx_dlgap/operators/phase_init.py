@@ -128,16 +128,13 @@ class _DLPhaseInitCore:
         self._check_dims(ndim)
         phase, info = predict_phase(I, mask, model=self._model, device=self._device, return_info=True,
                                     bf16=self._bf16, tta=self.tta, bin=self._bin)
-        if any(b > 1 for b in info["bin"]):  # the perturbation on the full grid, where the phase is known
-            if self.noise > 0:
-                from ..phase.predict import smooth_noise
-                phase += smooth_noise(I.shape, self.noise, 2.0, self.noise_seed).astype(np.float32)
-                info.update(noise_rms=self.noise, noise_seed=self.noise_seed)
-        elif self.noise > 0:
-            from ..phase.predict import box_slices
-            nb = self._noise_box(info["region_shape"])
-            dst, src = box_slices(I.shape, info["region_start"], info["region_shape"])
-            phase[dst] += nb[src]
+        if self.noise > 0:
+            if any(b > 1 for b in info["bin"]):  # binned: on the full grid (NaN where the phase is unknown stays NaN)
+                phase += self._noise_box(I.shape)
+            else:  # on the model's box, as the device path
+                from ..phase.predict import box_slices
+                dst, src = box_slices(I.shape, info["region_start"], info["region_shape"])
+                phase[dst] += self._noise_box(info["region_shape"])[src]
             info.update(noise_rms=self.noise, noise_seed=self.noise_seed)
         obj = start_object(I, phase, mask)
         if self._support is None or self._support is True:

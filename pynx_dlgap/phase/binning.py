@@ -100,13 +100,15 @@ def binnable_axes(shape, size) -> bool:
 
 
 def resolve_bin(bin, ndim: int) -> tuple | str:
-    """``'auto'``, or a tuple of ``ndim`` positive ints from an int or a sequence; a
+    """``'auto'``, or a tuple of ``ndim`` positive ints from an int, a sequence or a string
+    (``'auto'``, ``'2'``, ``'2,2,1'``, ``'(2, 2, 1)'``: command lines and parameter files); a
     ``ValueError`` otherwise (called before any work)."""
     if isinstance(bin, str):
-        if bin == "auto":
+        text = bin.strip().strip("()[]")
+        if text == "auto":
             return "auto"
         try:
-            bin = int(bin)
+            bin = [int(v) for v in text.split(",") if v.strip()] if "," in text else int(text)
         except ValueError:
             raise ValueError(f"bin must be 'auto', a positive int or {ndim} of them, got {bin!r}") from None
     vals = (bin,) * ndim if np.ndim(bin) == 0 else tuple(bin)

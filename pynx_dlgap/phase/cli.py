@@ -154,7 +154,7 @@ def run_phase(a):
                 raise ValueError(f"--phase-tta: {e}") from None
             from .binning import resolve_bin
             try:
-                phase_bin = resolve_bin(a.phase_bin.split(",") if "," in a.phase_bin else a.phase_bin, iobs.ndim)
+                phase_bin = resolve_bin(a.phase_bin, iobs.ndim)
             except ValueError as e:
                 raise ValueError(f"--phase-bin: {e}") from None
     except ValueError as e:

@@ -426,8 +426,9 @@ def predict_phase(iobs, mask=None, model=None, weights=None, device: str = "cpu"
     shape = np.shape(iobs)
     bins = resolve_bin(bin, len(shape))  # a bad value fails here, before any work
     est = None
-    if bins == "auto":
+    if bins == "auto" or any(b > 1 for b in bins):  # the input is read here (predict_box checks it otherwise)
         iobs, mask = check_pattern(iobs, mask, ndim=(2, 3), allow_full_mask=False)
+    if bins == "auto":
         if model is None:
             model, _ = load_phase_model(weights, iobs.ndim)
         size = _model_shape(model, None, iobs.ndim)
@@ -435,7 +436,6 @@ def predict_phase(iobs, mask=None, model=None, weights=None, device: str = "cpu"
         if binnable_axes(shape, size):  # auto never bins smaller patterns
             bins, est = auto_bin(iobs, mask, size)
     if any(b > 1 for b in bins):
-        iobs, mask = check_pattern(iobs, mask, ndim=(2, 3), allow_full_mask=False)
         Ib, mb, offs = bin_pattern(iobs, mask, bins)
         ph_b, info = predict_phase(Ib, mb, model, weights, device, True, bf16=bf16, tta=tta, bin=1)
         phase = unbin_phase(ph_b, bins, offs, shape)
