@@ -104,11 +104,13 @@ def test_end_to_end_with_dl_steps(tmp_path):
 
 
 def test_dl_phase_init_bins_large_oversampled_data(tmp_path):
-    """`pynx-cdi-id01-dl --dl-phase-init` on 128^3 data of a small crystal (independent recipe):
-    PyNX centres it into 128 x 126 x 128, and 'auto' still bins every axis 2x (phase.binning);
-    `--dl-phase-bin 1` turns it off. The factors are printed and recorded in the CXI."""
+    """`pynx-cdi-id01-dl --dl-phase-init` on 144^3 data of a small crystal (independent recipe):
+    PyNX centres it on its centre of mass, cropping axes by up to 16 px (seen: 128-144), and 'auto'
+    still bins every axis 2x (phase.binning); `--dl-phase-bin 1` turns it off. The factors are
+    printed and recorded in the CXI. (On 128^3 data such a crop can leave an axis under 1.8 boxes:
+    128 -> 112 was seen, binned 2x1x2.)"""
     from pynx_dlgap.evaluate.analytic import analytic_crystal
-    s = analytic_crystal(int(np.random.default_rng().integers(100_000)), 3, 128, 3.0, oversampling=(14, 16))
+    s = analytic_crystal(int(np.random.default_rng().integers(100_000)), 3, 144, 3.0, oversampling=(16, 18))
     np.savez(tmp_path / "big.npz", data=s["intensity"])
     for flag, want in (([], "[2, 2, 2]"), (["--dl-phase-bin", "1"], "[1, 1, 1]")):
         for f in tmp_path.glob("*.cxi"):

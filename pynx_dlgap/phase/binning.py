@@ -47,8 +47,9 @@ __all__ = ["estimate_oversampling", "auto_bin", "binnable_axes", "MIN_BOX_FILL",
 #: auto_bin's factor: the median estimate over the axes over this, floored (binning from an estimate of 12)
 OVERSAMPLING_PER_BIN = 6.0
 #: an axis is binned by ``b`` only if the binned axis fills at least this share of the model's box
-#: (the rest of the box is masked, as for any smaller pattern): PyNX's runner crops a 128-px axis
-#: to 126 when it centres the data, which still bins 2x for a 64 box
+#: (the rest of the box is masked, as for any smaller pattern): PyNX's runner crops a centred
+#: 128-px axis to 126 when it centres the data, which still bins 2x for a 64 box (its crop follows
+#: the centre of mass and can leave less, e.g. 112: not binned)
 MIN_BOX_FILL = 0.9
 #: the threshold (fraction of its maximum) of the autocorrelation's profile that delimits the crystal's extent
 ACF_THRESHOLD = 0.05
