@@ -161,6 +161,29 @@ def test_cuda_dlphaseinit_on_device_matches_cpu(shared, bf16):
     assert np.count_nonzero(sup != cpu.get_support(shift=True).astype(bool)) <= max(2, sup.size // (50 if bf16 else 2000))
 
 
+def test_cuda_dlphaseinit_bins_on_the_host_like_the_cpu_family(shared):
+    """A 256^2 pattern of a small crystal: the CUDA family bins it 2x2 on the host (one copy each
+    way) and writes the start the CPU family writes into PyNX's GPU arrays."""
+    from test_phase import TINY_PHASE2
+    from pynx_dlgap.evaluate.analytic import analytic_crystal
+    torch.manual_seed(0)
+    tiny = build_model(TINY_PHASE2)
+    s = analytic_crystal(int(np.random.default_rng().integers(100_000)), 2, 256, 3.0, oversampling=(14, 16))
+    I, m = np.asarray(s["intensity"], np.float32), np.zeros((256, 256), bool)
+    m[120:124, :] = True
+    pc = import_pynx_cdi("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cdi = DLPhaseInit(model=tiny, family="cuda") * _cdi(pc, I, m)
+        info = cdi.dl_phase_init_info
+        obj, sup = cdi.get_obj(shift=True), cdi.get_support(shift=True).astype(bool)
+    assert info["binned_on_host"] and info["bin"] == [2, 2] and info["binned_shape"] == [127, 127]
+    cpu = DLPhaseInit(model=tiny, family="cpu") * _cdi(pc, I, m)
+    ref = cpu.get_obj(shift=True)
+    assert abs(np.vdot(obj, ref)) / np.linalg.norm(obj) / np.linalg.norm(ref) > 1 - 1e-4
+    assert np.count_nonzero(sup != cpu.get_support(shift=True).astype(bool)) <= 2
+
+
 @pytest.mark.parametrize("bf16", [False, True])
 def test_cuda_graph_phase_start_equals_eager_and_is_never_stale(shared, bf16):
     """DLPhaseInit(cuda_graph=True) gives the eager start on two different patterns in turn (the
