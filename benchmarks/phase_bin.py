@@ -27,7 +27,6 @@ oversampling estimate against ``true`` (array size / support bounding box, media
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -95,8 +94,8 @@ def main(argv=None):
     if len(a.oversampling) % 2:
         ap.error("--oversampling takes pairs LO HI")
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from phase_init import run_cases
-    lev = {"pi": math.pi, "2pi": 2 * math.pi, "4pi": 4 * math.pi}
+    from phase_init import LEVELS, run_cases
+    lev = dict(LEVELS)
     ranges = [tuple(a.oversampling[i:i + 2]) for i in range(0, len(a.oversampling), 2)]
     a.size = a.size or (128 if a.dims == 3 else 256)
     jobs = [(SEED_BASE + a.offset + 1000 * li + 100 * ri + i, ln, lev[ln], a.size, rg, a.raar, a.er, a.dims)
