@@ -58,6 +58,33 @@ def test_phase_input_channels_and_no_mutation():
     assert w.max() == pytest.approx(1.0) and w.min() >= 0
 
 
+def test_phase_loss_weights_match_float64_references_and_refuse_unknown_kinds():
+    rng = np.random.default_rng()
+    I = (rng.random((12, 14, 16)) * 10.0 ** rng.uniform(2, 6)).astype(np.float32)
+    I0 = I.copy()
+    a = I.astype(np.float64)
+    np.testing.assert_allclose(phase_weight(I), np.log1p(a) / np.log1p(a.max()), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(phase_weight(I, "amplitude"), np.sqrt(a / a.max()), rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(I, I0)
+    with pytest.raises(ValueError, match="log.*amplitude"):
+        phase_weight(I, "intensity")
+
+
+def test_phase_sample_view_gives_the_asked_weight_of_the_noise_free_signal():
+    from pynx_dlgap.simulate.diffraction import cfft
+    from pynx_dlgap.training.phase_data import PhaseStream, sample_view, simulate_phase_crystal
+    s = simulate_phase_crystal(int(np.random.default_rng().integers(1e6)), 2, (32, 32), "mixed", 3.0)
+    sig = np.abs(cfft(s["object"].astype(np.complex128))) ** 2  # float64, without the simulator's scale
+    x, ph, w = sample_view(dict(s), weight="amplitude")
+    np.testing.assert_allclose(w, np.sqrt(sig / sig.max()), atol=2e-5)
+    x2, ph2, w2 = sample_view(dict(s))
+    np.testing.assert_array_equal(x, x2), np.testing.assert_array_equal(ph, ph2)
+    np.testing.assert_allclose(w2, np.log1p(sig * s["params"]["scale"]) / np.log1p(sig.max() * s["params"]["scale"]),
+                               atol=2e-5)
+    with pytest.raises(ValueError, match="amplitude"):
+        PhaseStream(2, 32, weight="int")
+
+
 @pytest.mark.parametrize("case", ["masked", "none-masked", "nothing-measured"])
 def test_phase_input_torch_matches_a_float64_reference(case):
     """The on-device input (CUDA DLPhaseInit's path) against a float64 numpy computation,
@@ -176,6 +203,13 @@ def test_train_phase_resumes(tmp_path):
     card = export_phase(tmp_path / "run", tmp_path / "w.safetensors")
     m, c = load_phase_model(tmp_path / "w.safetensors", 2)
     assert c["sha256"] == card["sha256"] and c["training"]["steps"] == 3
+    assert "log-intensity" in c["training"]["loss"]
+    with pytest.raises(ValueError, match="--loss-weight"):  # before any work: no run folder
+        train_phase(tmp_path / "bad", **dict(kw, loss_weight="intensity"))
+    assert not (tmp_path / "bad").exists()
+    train_phase(tmp_path / "amp", **dict(kw, loss_weight="amplitude"))
+    card = export_phase(tmp_path / "amp", tmp_path / "amp.safetensors")
+    assert "amplitude" in card["training"]["loss"]
 
 
 @pytest.mark.skipif(not bf16_native("cpu"), reason="this CPU has no native bf16: the shipped 64^3 model takes "

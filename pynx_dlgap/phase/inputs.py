@@ -93,11 +93,24 @@ def _coords_on(shape, device):
     return tuple(torch.from_numpy(np.ascontiguousarray(c)).to(device) for c in _coords(shape))
 
 
-def phase_weight(intensity) -> np.ndarray:
-    """Loss weight ``w``: the normalised log-intensity ``log(I+1)/log(max I+1)`` (float32)."""
-    li = np.log1p(np.clip(np.asarray(intensity, np.float64), 0, None))
-    top = li.max()
-    return (li / top if top > 0 else li).astype(np.float32)
+#: Loss weights :func:`phase_weight` can give (``pynx-dlgap train-phase --loss-weight``).
+WEIGHT_KINDS = ("log", "amplitude")
+
+
+def phase_weight(intensity, kind: str = "log") -> np.ndarray:
+    """Loss weight ``w`` (float32, maximum 1).
+
+    ``kind='log'``: the normalised log-intensity ``log(I+1)/log(max I+1)`` (Masto et al. 2025);
+    ``'amplitude'``: the normalised amplitude ``sqrt(I/max I)``, which weights each voxel as the
+    phasing chain's amplitude projection does (the DL start's error weighted so predicts the
+    chain's success better than the log weight: ``benchmarks/phase_weight.py``).
+    """
+    if kind not in WEIGHT_KINDS:
+        raise ValueError(f"phase loss weight must be one of {WEIGHT_KINDS}, not {kind!r}")
+    a = np.clip(np.asarray(intensity, np.float64), 0, None)
+    v = np.log1p(a) if kind == "log" else np.sqrt(a)
+    top = v.max()
+    return (v / top if top > 0 else v).astype(np.float32)
 
 
 def _flip_q(a, ax):

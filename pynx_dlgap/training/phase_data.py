@@ -39,11 +39,12 @@ def simulate_phase_crystal(seed: int, dims: int, shape, regime="mixed", phase_ra
     return simulate(int(seed), dims, shape, regime, knobs)
 
 
-def sample_view(s: dict, rng=None, augment=False):
+def sample_view(s: dict, rng=None, augment=False, weight: str = "log"):
     """``(x, phase, weight)`` (numpy float32) of a simulated sample ``s``.
 
     ``x`` the model input (:func:`phase_input`, gaps and dead pixels masked),
-    ``phase`` the label, ``weight`` the normalised log of the crystal's noise-free
+    ``phase`` the label, ``weight`` the loss weight (:func:`pynx_dlgap.phase.inputs.phase_weight` of
+    kind ``weight``: normalised log by default) of the crystal's noise-free
     complete intensity ``scale |cfft(object)|^2`` (without the background, under
     which the phase cannot be learnt). ``augment`` applies a random symmetry and a new flux + Poisson draw
     (``rng`` needed).
@@ -63,7 +64,7 @@ def sample_view(s: dict, rng=None, augment=False):
         intensity = rng.poisson(expected.astype(np.float64)).astype(np.float32)
         intensity[dead] = 0
     x = phase_input(intensity, mask | dead)
-    return x, phase.astype(np.float32), phase_weight(signal)
+    return x, phase.astype(np.float32), phase_weight(signal, weight)
 
 
 def phase_sample(seed: int, dims: int, shape, regime="mixed", phase_range=None, p_no_gap: float = 0.5):
@@ -75,8 +76,11 @@ def phase_sample(seed: int, dims: int, shape, regime="mixed", phase_range=None, 
 class PhaseStream(torch.utils.data.IterableDataset):
     """Endless stream of ``(x, phase, weight)`` tensors; see the module docstring."""
 
-    def __init__(self, dims=3, shape=64, regime="mixed", phase_max=2 * math.pi, views=2, seed_base=0, session=0):
+    def __init__(self, dims=3, shape=64, regime="mixed", phase_max=2 * math.pi, views=2, seed_base=0, session=0,
+                 weight: str = "log"):
         super().__init__()
+        phase_weight(np.ones(1), weight)  # an unknown kind fails here, not in a loader worker
+        self.weight = weight
         self.dims = int(dims)
         self.shape = (int(shape),) * self.dims if np.isscalar(shape) else tuple(int(n) for n in shape)
         self.regime = regime
@@ -101,5 +105,5 @@ class PhaseStream(torch.utils.data.IterableDataset):
             except Exception:  # a knob combination the simulator refuses: draw the next crystal
                 continue
             for _ in range(self.views):
-                x, ph, wt = sample_view(s, rng, augment=True)
+                x, ph, wt = sample_view(s, rng, augment=True, weight=self.weight)
                 yield torch.from_numpy(x), torch.from_numpy(ph), torch.from_numpy(wt)

@@ -3,7 +3,9 @@
 Loss: the weighted coherent average (WCA, Masto et al. 2025),
 ``1 - |sum w exp(i(phi_pred - phi_true))| / sum w`` with ``w`` the normalised
 log-intensity, minimised over the twin ``(phi, -phi)``
-(:func:`pynx_dlgap.training.losses.wca_loss`). Data: :class:`PhaseStream`
+(:func:`pynx_dlgap.training.losses.wca_loss`); ``--loss-weight amplitude`` weights by the
+normalised amplitude ``sqrt(I / max I)`` instead (:func:`pynx_dlgap.phase.inputs.phase_weight`). The
+validation WCA in ``log.csv`` always uses the log weight, so runs compare. Data: :class:`PhaseStream`
 (simulated on the fly in ``--workers`` loader processes), with a curriculum over
 strain: the largest Bragg phase range drawn rises linearly from
 ``--phase-start`` to ``--phase-final`` over the first ``--ramp`` of the steps.
@@ -44,7 +46,7 @@ __all__ = ["train_phase", "export_phase", "phase_validation_set", "evaluate_phas
 PHASE_DEFAULTS = dict(model=None, dims=3, shape=64, batch=16, steps=4000, lr=1e-3, weight_decay=1e-4, warmup=200,
                       bf16=None, seed=1, workers=2, views=2, val_n=8, val_every=250, ckpt_every=250,
                       phase_start=math.pi, phase_final=5 * math.pi, ramp=0.4, regime="mixed", time_limit=0.0,
-                      session_seconds=0.0, init="")
+                      session_seconds=0.0, init="", loss_weight="log")
 
 #: Validation levels (Bragg phase range, rad): the benchmark's pi, 2 pi, 4 pi.
 VAL_LEVELS = (math.pi, 2 * math.pi, 4 * math.pi)
@@ -99,6 +101,9 @@ def train_phase(out, **overrides):
     from ..models import build_model
     cfg = dict(PHASE_DEFAULTS, **{k: v for k, v in overrides.items() if v is not None})
     cfg["model"] = cfg["model"] or default_model(cfg["dims"])
+    from ..phase.inputs import WEIGHT_KINDS
+    if cfg["loss_weight"] not in WEIGHT_KINDS:
+        raise ValueError(f"--loss-weight must be one of {WEIGHT_KINDS}, not {cfg['loss_weight']!r}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if cfg["bf16"] is None:
         cfg["bf16"] = device == "cuda"
@@ -120,7 +125,7 @@ def train_phase(out, **overrides):
     (out / "config.json").write_text(json.dumps(cfg, indent=1))
     ds = PhaseStream(cfg["dims"], cfg["shape"], cfg["regime"], _phase_max(_progress(step, seconds, cfg), cfg),
                      cfg["views"],
-                     seed_base=cfg["seed"] * 100_000_000, session=session)
+                     seed_base=cfg["seed"] * 100_000_000, session=session, weight=cfg["loss_weight"])
     nw = int(cfg["workers"])
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg["batch"], num_workers=nw,
                                          pin_memory=device == "cuda", prefetch_factor=4 if nw else None,
@@ -209,7 +214,9 @@ def export_phase(out, weights, extra_card=None):
                             "its centre of mass, 0 at the Bragg peak, up to the twin (phi(q) -> -phi(q))"},
         "training": {"steps": int(st["step"]), "seconds": float(st["seconds"]), "batch": cfg["batch"],
                      "samples_seen": int(st["step"]) * cfg["batch"], "lr": cfg["lr"], "bf16": cfg["bf16"],
-                     "loss": "weighted coherent average, w = normalised log-intensity, min over the twin",
+                     "loss": "weighted coherent average, w = normalised "
+                             + ("log-intensity" if cfg.get("loss_weight", "log") == "log" else "amplitude sqrt(I/max I)")
+                             + ", min over the twin",
                      "hardware": st.get("hardware", "unknown"),
                      "seed": cfg["seed"]},
         "data_recipe": {"generator": "pynx_dlgap.training.phase_data.PhaseStream", "regime": cfg["regime"],
@@ -234,6 +241,11 @@ def add_cli(sub):
         if k == "bf16":
             p.add_argument(flag, dest=k, action=argparse.BooleanOptionalAction, default=None,
                            help="bf16 autocast (default: on with a GPU, off on the CPU)")
+        elif k == "loss_weight":
+            from ..phase.inputs import WEIGHT_KINDS
+            p.add_argument(flag, dest=k, choices=WEIGHT_KINDS, default=None,
+                           help="loss weight w of the WCA: normalised log-intensity (default, as Masto et al. "
+                                "2025) or amplitude sqrt(I/max I)")
         elif k == "model":
             p.add_argument(flag, dest=k, default=None, help="registered model name (default phase3d_small / "
                                                             "phase2d_small)")
