@@ -16,7 +16,9 @@ Each start's distance to the truth is reported as the *effective RMS*
 ``sqrt(-2 ln C)``, ``C = |sum w exp(i (phi - phi_true))| / sum w`` (the weighted
 coherent average of the phase loss, ``w`` the normalised log-intensity, best of
 the twin pair): for Gaussian phase errors of RMS sigma, ``C = exp(-sigma^2 / 2)``.
-The same number for the shipped DL prediction places the network on the curve.
+The same number for the shipped DL prediction places the network on the curve. (The log weight is
+the loss's; the intensity-weighted coherence predicts the chain's success from a DL start better:
+``benchmarks/phase_weight.py``.)
 
     python benchmarks/phase_basin.py --n 6 --sigmas 0 0.5 1 1.5 2
 """
