@@ -38,18 +38,25 @@ from phase_init import LEVELS, SEED_BASE, crystal, run_cases  # noqa: E402  (the
 from pynx_dlgap.phase.predict import smooth_noise  # noqa: E402
 
 
-def effective_rms(phase, label, weight) -> float:
-    """``sqrt(-2 ln C)``, C the weighted coherent average of ``phase - label`` (best of the twin pair)."""
+def coherence(phase, label, weight) -> float:
+    """C = ``|sum w exp(i(phase - label))| / sum w`` (float64), the best of the twin pair; NaN phases
+    count with weight 0."""
     ok = np.isfinite(phase)
     w = np.where(ok, weight, 0).astype(np.float64)
     p = np.where(ok, phase, 0).astype(np.float64)
+    label = np.asarray(label, np.float64)
     best = 0.0
     # twin: phi(q) -> -phi(q) (the FT of conj(o(-r)) is conj(F(q)); until 0.7.1 this took -phi(-q),
     # the phase of conj(o(r)), whose intensity is I(-q): DL rows were scored against the wrong pair)
     for lab in (label, -label):
         c = abs(np.sum(w * np.exp(1j * (p - lab)))) / w.sum()
         best = max(best, c)
-    return float(math.sqrt(-2 * math.log(max(best, 1e-12))))
+    return float(best)
+
+
+def effective_rms(phase, label, weight) -> float:
+    """``sqrt(-2 ln C)``, C the weighted coherent average of ``phase - label`` (:func:`coherence`)."""
+    return float(math.sqrt(-2 * math.log(max(coherence(phase, label, weight), 1e-12))))
 
 
 def one_case(args):

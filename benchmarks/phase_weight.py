@@ -32,20 +32,12 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from phase_basin import coherence  # noqa: E402  (twin-min weighted coherent average, float64)
 from phase_init import ANALYTIC_SEED_BASE, LEVELS, SEED_BASE, crystal, run_cases  # noqa: E402
 
 KINDS = ("log", "amp", "int")
 SHELLS = ((0, 4), (4, 8), (8, 16), (16, 32), (32, 1e9))  # |q| in pixels from the Bragg peak
 _MODELS = {}
-
-
-def coherence(phase, truth, w) -> float:
-    """``|sum w exp(i(phase - truth))| / sum w``, the larger of the pair (truth, -truth) (float64)."""
-    w = np.asarray(w, np.float64)
-    d = np.asarray(phase, np.float64)
-    t = np.asarray(truth, np.float64)
-    s = w.sum()
-    return max(abs(np.sum(w * np.exp(1j * (d - t)))), abs(np.sum(w * np.exp(1j * (d + t))))) / s
 
 
 def weights_of(signal, ok) -> dict:
@@ -76,12 +68,12 @@ def one_case(args):
         ok = np.isfinite(ph) & ~m
         ws = weights_of(signal, ok)
         row = dict(level=lname, seed=seed, weights=wf,
-                   **{k: coherence(np.where(ok, ph, 0), truth, ws[k]) for k in KINDS})
+                   **{k: coherence(ph, truth, ws[k]) for k in KINDS})
         q = np.sqrt(sum(g ** 2 for g in np.meshgrid(*[np.arange(n) - n // 2 for n in I.shape], indexing="ij")))
         for r0, r1 in SHELLS:  # where the prediction is right: intensity-weighted coherence and share per shell
             sh = (q >= r0) & (q < r1)
             wi = ws["int"] * sh
-            row[f"C{r0}"] = coherence(np.where(ok, ph, 0), truth, wi) if wi.sum() > 0 else np.nan
+            row[f"C{r0}"] = coherence(ph, truth, wi) if wi.sum() > 0 else np.nan
             row[f"S{r0}"] = wi.sum() / ws["int"].sum()
         o0 = start_object(I, ph, m)
         r = phase_pattern(I, m, obj0=o0, support0=support_from_object(o0), chain=dict(chain, detwin=False))

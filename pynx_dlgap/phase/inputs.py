@@ -93,8 +93,15 @@ def _coords_on(shape, device):
     return tuple(torch.from_numpy(np.ascontiguousarray(c)).to(device) for c in _coords(shape))
 
 
-#: Loss weights :func:`phase_weight` can give (``pynx-dlgap train-phase --loss-weight``).
-WEIGHT_KINDS = ("log", "amplitude")
+#: Loss weights :func:`phase_weight` can give (``pynx-dlgap train-phase --loss-weight``): kind -> what ``w`` is.
+WEIGHT_KINDS = {"log": "normalised log-intensity", "amplitude": "normalised amplitude sqrt(I/max I)"}
+
+
+def check_weight_kind(kind: str) -> str:
+    """``kind`` if it is one of :data:`WEIGHT_KINDS`, else a ValueError naming them."""
+    if kind not in WEIGHT_KINDS:
+        raise ValueError(f"phase loss weight (--loss-weight) must be one of {tuple(WEIGHT_KINDS)}, not {kind!r}")
+    return kind
 
 
 def phase_weight(intensity, kind: str = "log") -> np.ndarray:
@@ -105,8 +112,7 @@ def phase_weight(intensity, kind: str = "log") -> np.ndarray:
     phasing chain's amplitude projection does (the DL start's error weighted so predicts the
     chain's success better than the log weight: ``benchmarks/phase_weight.py``).
     """
-    if kind not in WEIGHT_KINDS:
-        raise ValueError(f"phase loss weight must be one of {WEIGHT_KINDS}, not {kind!r}")
+    check_weight_kind(kind)
     a = np.clip(np.asarray(intensity, np.float64), 0, None)
     v = np.log1p(a) if kind == "log" else np.sqrt(a)
     top = v.max()

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..simulate.diffraction import cfft
-from ..phase.inputs import apply_symmetry, phase_input, phase_weight, random_symmetry
+from ..phase.inputs import apply_symmetry, check_weight_kind, phase_input, phase_weight, random_symmetry
 
 __all__ = ["PhaseStream", "phase_sample", "sample_view", "simulate_phase_crystal", "VAL_SEED_BASE"]
 
@@ -79,8 +79,7 @@ class PhaseStream(torch.utils.data.IterableDataset):
     def __init__(self, dims=3, shape=64, regime="mixed", phase_max=2 * math.pi, views=2, seed_base=0, session=0,
                  weight: str = "log"):
         super().__init__()
-        phase_weight(np.ones(1), weight)  # an unknown kind fails here, not in a loader worker
-        self.weight = weight
+        self.weight = check_weight_kind(weight)  # an unknown kind fails here, not in a loader worker
         self.dims = int(dims)
         self.shape = (int(shape),) * self.dims if np.isscalar(shape) else tuple(int(n) for n in shape)
         self.regime = regime

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..phase.inputs import PHASE_CHANNELS
+from ..phase.inputs import PHASE_CHANNELS, WEIGHT_KINDS, check_weight_kind
 from .losses import wca_loss
 from .schedule import atomic_save, cosine_lr, hardware, progress as _progress
 from .phase_data import VAL_SEED_BASE, PhaseStream, phase_sample
@@ -101,9 +101,7 @@ def train_phase(out, **overrides):
     from ..models import build_model
     cfg = dict(PHASE_DEFAULTS, **{k: v for k, v in overrides.items() if v is not None})
     cfg["model"] = cfg["model"] or default_model(cfg["dims"])
-    from ..phase.inputs import WEIGHT_KINDS
-    if cfg["loss_weight"] not in WEIGHT_KINDS:
-        raise ValueError(f"--loss-weight must be one of {WEIGHT_KINDS}, not {cfg['loss_weight']!r}")
+    check_weight_kind(cfg["loss_weight"])  # before the run folder is made
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if cfg["bf16"] is None:
         cfg["bf16"] = device == "cuda"
@@ -214,9 +212,8 @@ def export_phase(out, weights, extra_card=None):
                             "its centre of mass, 0 at the Bragg peak, up to the twin (phi(q) -> -phi(q))"},
         "training": {"steps": int(st["step"]), "seconds": float(st["seconds"]), "batch": cfg["batch"],
                      "samples_seen": int(st["step"]) * cfg["batch"], "lr": cfg["lr"], "bf16": cfg["bf16"],
-                     "loss": "weighted coherent average, w = normalised "
-                             + ("log-intensity" if cfg.get("loss_weight", "log") == "log" else "amplitude sqrt(I/max I)")
-                             + ", min over the twin",
+                     "loss": f"weighted coherent average, w = {WEIGHT_KINDS[cfg.get('loss_weight', 'log')]}, "
+                             "min over the twin",
                      "hardware": st.get("hardware", "unknown"),
                      "seed": cfg["seed"]},
         "data_recipe": {"generator": "pynx_dlgap.training.phase_data.PhaseStream", "regime": cfg["regime"],
@@ -242,8 +239,7 @@ def add_cli(sub):
             p.add_argument(flag, dest=k, action=argparse.BooleanOptionalAction, default=None,
                            help="bf16 autocast (default: on with a GPU, off on the CPU)")
         elif k == "loss_weight":
-            from ..phase.inputs import WEIGHT_KINDS
-            p.add_argument(flag, dest=k, choices=WEIGHT_KINDS, default=None,
+            p.add_argument(flag, dest=k, choices=tuple(WEIGHT_KINDS), default=None,
                            help="loss weight w of the WCA: normalised log-intensity (default, as Masto et al. "
                                 "2025) or amplitude sqrt(I/max I)")
         elif k == "model":
