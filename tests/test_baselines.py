@@ -486,3 +486,22 @@ def test_cpu_family_still_available_after_an_opencl_fill():
         "po = import_pynx('opencl')\n"
         "print('OK', pc.ER.__module__, po.ER.__module__, po.InterpIobsMask.__module__)\n")
     assert "OK pynx.cdi.cpu_operator pynx.cdi.cl_operator pynx.cdi.cl_operator" in out
+
+
+@pytest.mark.parametrize("fill", FAST_FILLS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("flag", [-1.0, np.nan, 4294967295.0])
+def test_detector_flags_inside_the_mask_are_never_read(flag, fill):
+    """Detectors flag gap pixels with -1, NaN or 2^32-1: under the mask they change nothing and
+    raise no floating-point warning (the fill equals the one with zeros there)."""
+    import warnings
+    rng, seed = fresh_rng()
+    iobs = fringe_pattern((10, 24, 26), rng)
+    mask = np.zeros(iobs.shape, bool)
+    mask[:, 9:13] = True
+    mask[..., 5:8] = True
+    ref = fill(np.where(mask, 0, iobs), mask)
+    flagged = np.where(mask, flag, iobs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = fill(flagged, mask)
+    assert np.array_equal(out, ref), seed

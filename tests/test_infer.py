@@ -295,7 +295,8 @@ def test_errors():
     with pytest.raises(PatternError, match="whole"):
         inpaint(I, blob, model, progress=False, dead="dl")
     lay, rest = GapLayout.from_mask(blob)  # default: the block is not a gap plane, it is filled log-linear
-    assert_log_close(inpaint(I, blob, model, progress=False), fill_loglinear(I, blob), rest)
+    with pytest.warns(infer.PartialGapWarning, match="log-linear"):  # and the user is told
+        assert_log_close(inpaint(I, blob, model, progress=False), fill_loglinear(I, blob), rest)
     with pytest.raises(ValueError, match="dead"):
         inpaint(I, blob, model, progress=False, dead="zero")
     with pytest.raises(ValueError, match="either"):
@@ -424,3 +425,52 @@ def test_to_counts_is_bounded_by_the_brightest_measured_voxel_of_each_patch():
         ref = np.expm1(np.maximum(np.minimum(y[b, 0].astype(np.float64), (hi - lo) / span) * span + lo, 0))
         np.testing.assert_allclose(got[b], ref, rtol=2e-5, atol=1e-3)
         assert got[b].max() <= I[b][~m[b]].max() * (1 + 1e-5)
+
+
+def test_partial_gap_planes_warn_once_and_full_planes_do_not():
+    """A gap masked over only part of its plane (here: a pattern padded with unmasked zeros) is not a
+    gap plane for the model; the user is told, once (not again for the self-check's copies), which
+    planes, and the fill there is log-linear. Full planes and isolated dead pixels do not warn."""
+    import warnings
+    rng = np.random.default_rng()
+    n = int(rng.integers(34, 40))
+    I = pattern((n, n, n), seed=int(rng.integers(1 << 30)))
+    y0, x0 = int(rng.integers(10, n - 16)), int(rng.integers(10, n - 16))
+    m = cross(4, y0, x0).mask(I.shape)
+    m[rng.random(m.shape) < 1e-3] = True  # isolated dead pixels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", infer.PartialGapWarning)
+        inpaint(I, m, tiny(), progress=False, check=True)
+    pad = int(rng.integers(12, 20))  # padding that the gap planes' mask does not cover: 35-60 % of a plane
+    Ip = np.pad(I, ((0, 0), (0, 0), (pad, pad)))
+    mp = np.pad(m, ((0, 0), (0, 0), (pad, pad)))
+    model = tiny(perturb=True)
+    with pytest.warns(infer.PartialGapWarning) as rec:
+        inpaint(Ip, mp, model, progress=False, check=True)
+    rec = [r for r in rec if issubclass(r.category, infer.PartialGapWarning)]
+    assert len(rec) == 1
+    assert "4 plane(s) normal to y" in str(rec[0].message) and "normal to x" not in str(rec[0].message)
+    lay, rest = GapLayout.from_mask(mp)  # the x plane spans the unpadded y and z: still a gap
+    assert [(g.axis, g.start, g.width) for g in lay] == [(-1, x0 + pad, 4)]
+    with pytest.warns(infer.PartialGapWarning):
+        out = inpaint(Ip, mp, model, progress=False, check=False)
+    ll = fill_loglinear(Ip, mp)
+    assert_log_close(out, ll, rest)  # the partial plane: log-linear, as the warning says
+    assert not np.allclose(np.log1p(out[mp & ~rest]), np.log1p(ll[mp & ~rest]), atol=1e-3)  # the x gap: model
+
+
+@pytest.mark.parametrize("flag", [-1.0, np.nan, 4294967295.0])
+def test_detector_flags_inside_the_mask_change_nothing(flag):
+    """-1 / NaN / 2^32-1 under the mask: the DL fill (self-check included) is the one with zeros there,
+    bit for bit, and no floating-point warning is raised."""
+    import warnings
+    rng = np.random.default_rng()
+    n = int(rng.integers(34, 42))
+    I = pattern((n, n, n), seed=int(rng.integers(1 << 30)))
+    m = cross(int(rng.integers(2, 7)), int(rng.integers(8, n - 14)), int(rng.integers(8, n - 14))).mask(I.shape)
+    model = tiny(perturb=True)
+    ref = inpaint(np.where(m, 0, I), m, model, progress=False, check=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = inpaint(np.where(m, flag, I), m, model, progress=False, check=True)
+    assert np.array_equal(out, ref)

@@ -82,7 +82,7 @@ from .._checks import PatternError, check_pattern
 from ..simulate.gaps import GapLayout
 from .patches import INPAINT_CHANNELS
 
-__all__ = ["inpaint", "resolve_trust", "check_bright", "plan_patches", "PatchPlan", "load_inpaint_model", "blend_window", "add_cli",
+__all__ = ["inpaint", "PartialGapWarning", "resolve_trust", "check_bright", "plan_patches", "PatchPlan", "load_inpaint_model", "blend_window", "add_cli",
            "DEFAULT_WEIGHTS", "DEFAULT_MAX_WIDTH", "DEFAULT_PATCH"]
 
 #: the shipped inpainting weights (with their ``.json`` card beside them)
@@ -352,6 +352,38 @@ def _max_width(card, max_width, patch) -> tuple[int, str]:
 # ---------------------------------------------------------------------------
 # whole-pattern inpainting
 # ---------------------------------------------------------------------------
+class PartialGapWarning(UserWarning):
+    """Masked voxels that look like detector-gap planes but are not masked over >= 90 % of their plane."""
+
+
+def _warn_partial_planes(rest, min_fraction: float = 0.3):
+    """Warn when masked voxels outside the gap planes look like gap planes themselves.
+
+    :meth:`GapLayout.from_mask` counts a y or x plane as a gap when at least 90 % of it is masked.
+    A detector gap masked over only part of its plane is not counted: for example, a pattern
+    padded with unmasked zeros, or a gap that ends inside the region of interest. Its voxels
+    then fall in ``rest`` and are filled by log-linear interpolation (``dead='loglinear'``,
+    the default), not by the model. The user is told which planes are affected.
+    """
+    if not rest.any():
+        return
+    nd = rest.ndim
+    found = []
+    for axis, name in ((nd - 2, "y"), (nd - 1, "x")):
+        frac = rest.mean(axis=tuple(a for a in range(nd) if a != axis))
+        idx = np.flatnonzero(frac >= min_fraction)
+        if idx.size:
+            found.append(f"{idx.size} plane(s) normal to {name} ({idx.min()}..{idx.max()}, "
+                         f"up to {100 * frac.max():.0f} % masked)")
+    if found:
+        import warnings
+        warnings.warn(PartialGapWarning(f"{int(np.count_nonzero(rest))} masked voxels are outside the gap planes the model fills (a y or "
+                      f"x plane counts as a gap when >= 90 % of it is masked), among them {' and '.join(found)}: "
+                      f"they are filled by log-linear interpolation, not by the model. If these are detector gaps "
+                      f"masked over only part of the plane (e.g. a pattern padded with unmasked zeros), mask them "
+                      f"over the whole plane (or crop the padding) to have the model fill them"), stacklevel=4)
+
+
 def _checked_plan(a, m, model, overlap, max_width, patch, batch_size, dead="loglinear"):
     """Every check of :func:`inpaint` that needs no model call, and the patch plan:
     ``(patch, plan, layout, rest, max_width, batch_size)`` (``rest``: the masked voxels
@@ -371,6 +403,8 @@ def _checked_plan(a, m, model, overlap, max_width, patch, batch_size, dead="logl
         raise PatternError(f"pattern shape {a.shape} is smaller than the model's patch {P} along an axis; "
                            f"every axis must be at least the patch size (no resizing is done); {_CLASSICAL}")
     layout, rest = GapLayout.from_mask(m)
+    if dead == "loglinear":  # with dead='dl' the model fills those voxels too
+        _warn_partial_planes(rest)
     wmax, src = _max_width(card, max_width, P)
     wide = [g for g in layout if g.width > wmax]
     if wide:
@@ -714,9 +748,13 @@ def _run_inpaint(a):
                        "self_check": __import__("json").dumps(info.get("check"), default=float)},
                 inputs=[a.data, a.mask], overwrite=a.overwrite)
     print(f"{info['plan']}")
-    print(f"inpainted {info['n_masked']} masked pixels with {info['n_patches']} patches in {info['n_batches']} "
-          f"batches on {info['device']} in {info['seconds']:.2f} s (model {info['seconds_model']:.2f} s) "
-          f"-> {a.output}")
+    if info["method"] == "dl":
+        print(f"inpainted {info['n_masked']} masked pixels with {info['n_patches']} patches in {info['n_batches']} "
+              f"batches on {info['device']} in {info['seconds']:.2f} s (model {info['seconds_model']:.2f} s) "
+              f"-> {a.output}")
+    else:  # the self-check kept the classical fill: no patch of the model is in the output
+        print(f"filled {info['n_masked']} masked pixels by log-linear interpolation (the self-check's choice; "
+              f"--no-check uses the model) in {info['seconds']:.2f} s -> {a.output}")
     if a.png:
         from ..evaluate.figures import slices_figure
         slices_figure([("input (masked=0)", iobs * ~mask, "log"), ("mask", mask, "mask"),

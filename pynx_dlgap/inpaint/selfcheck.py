@@ -75,6 +75,7 @@ Scoring (:func:`self_check`)
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -401,7 +402,7 @@ def self_check(iobs, mask, model, *, sep: int = 3, masks=None, rule: str | None 
     :param inpaint_kw: passed to :func:`~pynx_dlgap.inpaint.infer.inpaint` (device, bf16, ...).
     """
     from .baselines import fill_loglinear
-    from .infer import inpaint
+    from .infer import PartialGapWarning, inpaint
     margin = MARGIN if margin is None else float(margin)
     rule = RULE if rule is None else rule
     thr = ACF_THRESHOLD if acf_threshold is None else float(acf_threshold)
@@ -426,7 +427,9 @@ def self_check(iobs, mask, model, *, sep: int = 3, masks=None, rule: str | None 
         for name, art, *fill in copies:
             mm = np.asarray(fill[0], bool) | m if fill else m | art
             try:
-                f_dl = inpaint(a, mm, model, **inpaint_kw)
+                with warnings.catch_warnings():  # the real mask's partial planes were reported once already
+                    warnings.simplefilter("ignore", PartialGapWarning)
+                    f_dl = inpaint(a, mm, model, **inpaint_kw)
             except PatternError as e:  # e.g. the copy fills a whole patch at an array face
                 skipped.append(f"{name}: {e}")
                 continue
