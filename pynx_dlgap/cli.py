@@ -39,7 +39,7 @@ def _run_fill(a):
     from .inpaint.baselines import get_baseline
     from ._checks import check_pattern
     iobs = load_pattern(a.data, a.data_key)
-    mask = load_mask(a.mask, a.mask_key)
+    mask = load_mask(a.mask, a.mask_key, iobs.shape)
     iobs, mask = check_pattern(iobs, mask)
     check_output_path(a.output, [a.data, a.mask], a.overwrite)
     t0 = time.perf_counter()

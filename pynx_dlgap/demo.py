@@ -90,7 +90,7 @@ def run_demo(out="out/demo", data=None, mask=None, seed=7, size=64, gap=6, metho
         if mask is None:
             raise SystemExit("--data needs --mask (True/1 = not measured)")
         I = load_pattern(data)
-        m = load_mask(mask)
+        m = load_mask(mask, shape=I.shape)
     I, m = check_pattern(I, m, ndim=3)
     fill_info = {}
     if method == "dl":

@@ -101,3 +101,42 @@ def test_ambiguous_and_missing(tmp_path, pattern):
     txt.write_text("x")
     with pytest.raises(PatternError, match="unsupported"):
         load_pattern(txt)
+
+
+def test_2d_detector_mask_is_repeated_over_the_frames(tmp_path, capsys):
+    """A 2-D detector mask of a 3-D pattern (frames, y, x) is repeated over the frames, as
+    pynx-cdi-id01 does, and said; any other shape is left for the checks to refuse."""
+    rng = np.random.default_rng()
+    nz, ny, nx = (int(v) for v in rng.integers(5, 20, 3))
+    m2 = rng.random((ny, nx)) < 0.2
+    np.save(tmp_path / "m2.npy", m2.astype(np.uint8))
+    m = load_mask(tmp_path / "m2.npy", shape=(nz, ny, nx))
+    assert m.shape == (nz, ny, nx) and m.dtype == bool
+    for k in range(nz):  # every frame is the detector mask, independently of how it was expanded
+        assert np.array_equal(m[k], m2)
+    assert f"repeated over the pattern's {nz} frames" in capsys.readouterr().out
+    assert load_mask(tmp_path / "m2.npy").shape == (ny, nx)  # no shape: as stored
+    assert load_mask(tmp_path / "m2.npy", shape=(ny, nx)).shape == (ny, nx)  # a 2-D pattern
+    other = load_mask(tmp_path / "m2.npy", shape=(nz, ny + 1, nx))  # not the detector's shape
+    assert other.shape == (ny, nx) and capsys.readouterr().out == ""
+    with pytest.raises(PatternError, match="shape"):
+        check_pattern(np.ones((nz, ny + 1, nx), np.float32), other)
+
+
+def test_cli_fill_takes_a_2d_detector_mask(tmp_path):
+    """pynx-dlgap fill with the 2-D detector mask gives the file of the 3-D mask, bit for bit."""
+    from pynx_dlgap.cli import main
+    rng = np.random.default_rng()
+    I = rng.poisson(30, size=(6, 20, 22)).astype(np.float32)
+    m2 = np.zeros((20, 22), bool)
+    m2[8:11] = True
+    m2[:, int(rng.integers(3, 18)):][:, :2] = True
+    np.save(tmp_path / "I.npy", I)
+    np.save(tmp_path / "m2.npy", m2)
+    np.save(tmp_path / "m3.npy", np.repeat(m2[None], 6, axis=0))
+    for k in (2, 3):
+        assert main(["fill", str(tmp_path / "I.npy"), "--mask", str(tmp_path / f"m{k}.npy"),
+                     "-o", str(tmp_path / f"f{k}.npz")]) in (0, None)
+    a, b = np.load(tmp_path / "f2.npz"), np.load(tmp_path / "f3.npz")
+    assert np.array_equal(a["data"], b["data"]) and np.array_equal(a["mask"], b["mask"])
+    assert a["mask"].shape == I.shape

@@ -79,10 +79,20 @@ def load_pattern(path, key=None) -> np.ndarray:
     return load_array(path, key, PATTERN_KEYS, "pattern")
 
 
-def load_mask(path, key=None) -> np.ndarray:
-    """Load a mask (True/nonzero = not measured) as a boolean array."""
-    m = load_array(path, key, MASK_KEYS, "mask")
-    return np.asarray(m) != 0
+def load_mask(path, key=None, shape=None) -> np.ndarray:
+    """Load a mask (True/nonzero = not measured) as a boolean array.
+
+    With ``shape`` (the pattern's), a 2-D detector mask of a 3-D pattern (frames, y, x) whose
+    shape is the pattern's last two axes is repeated over the frames and a line says so, as
+    PyNX's ``pynx-cdi-id01`` runner does with a 2-D mask; any other mismatch is left to the
+    pattern checks, which refuse it.
+    """
+    m = np.asarray(load_array(path, key, MASK_KEYS, "mask")) != 0
+    if shape is not None and len(shape) == 3 and m.ndim == 2 and m.shape == tuple(shape[1:]):
+        print(f"2-D mask {m.shape} of {path} repeated over the pattern's {shape[0]} frames "
+              f"(as pynx-cdi-id01 does)")
+        m = np.repeat(m[None], shape[0], axis=0)
+    return m
 
 
 def check_output_path(out, inputs=(), overwrite=False) -> Path:

@@ -719,7 +719,7 @@ def _run_inpaint(a):
     from ..data.io import check_output_path, load_mask, load_pattern, save_arrays
     from ..models.weights import WeightsError
     iobs = load_pattern(a.data, a.data_key)
-    mask = load_mask(a.mask, a.mask_key)
+    mask = load_mask(a.mask, a.mask_key, iobs.shape)
     iobs, mask = check_pattern(iobs, mask)
     from .tta import symmetry_views
     try:

@@ -126,7 +126,7 @@ def run_phase(a):
     from ..evaluate.figures import slices_figure
     from .predict import load_phase_model, predict_phase, start_object, support_from_object
     iobs = load_pattern(a.data, a.data_key)
-    mask = load_mask(a.mask, a.mask_key) if a.mask else None
+    mask = load_mask(a.mask, a.mask_key, iobs.shape) if a.mask else None
     iobs, mask = check_pattern(iobs, mask, allow_full_mask=False)
     out = Path(a.output)
     png = Path(a.png) if a.png else out.with_suffix(".png")

@@ -187,7 +187,8 @@ def _run(a):
     from ..data.io import check_output_path, load_mask, load_pattern
     from ..inpaint.infer import DEFAULT_WEIGHTS, load_inpaint_model
     from ..models.weights import WeightsError, save_weights
-    iobs, mask = check_pattern(load_pattern(a.data, a.data_key), load_mask(a.mask, a.mask_key))
+    iobs = load_pattern(a.data, a.data_key)
+    iobs, mask = check_pattern(iobs, load_mask(a.mask, a.mask_key, iobs.shape))
     out = Path(a.output)
     if out.suffix.lower() != ".safetensors":
         out = out.with_suffix(".safetensors")
