@@ -68,14 +68,27 @@ _MODELS = {}
 LEVELS = (("pi", math.pi), ("2pi", 2 * math.pi), ("4pi", 4 * math.pi))
 
 
-def crystal(dims, seed, level, crystals="simulator"):
+def crop_shift_of(seed, dims, k):
+    """The crop shift (px per axis, uniform in [-k, k]) of crystal ``seed`` with ``--crop-shift k``."""
+    if not k:
+        return [0] * dims
+    return [int(v) for v in np.random.default_rng([seed, 77]).integers(-k, k + 1, dims)]
+
+
+def crystal(dims, seed, level, crystals="simulator", crop_shift=0):
+    """Held-out crystal ``seed`` at phase range ``level``; ``crop_shift`` k > 0: its pattern cropped
+    with the Bragg peak up to k px off the array centre along each axis (:func:`crop_shift_of`;
+    the simulator's knob: the object carries the matching phase ramp)."""
     n = 64 if dims == 3 else 128
     if crystals == "analytic":  # the independent recipe: not the simulator the models were trained on
+        if crop_shift:
+            raise ValueError("--crop-shift needs the simulator's crystals")
         from pynx_dlgap.evaluate.analytic import analytic_crystal
         return analytic_crystal(seed, dims, n, level)
     from pynx_dlgap.simulate.pipeline import simulate
     return simulate(seed, dims, (n,) * dims, "measured", dict(phase_range=level, floor=0.0, diffuse=0.0,
-                                                              gaps="none", crop_shift=[0] * dims))
+                                                              gaps="none",
+                                                              crop_shift=crop_shift_of(seed, dims, crop_shift)))
 
 
 def iters_to_5pct(hist, final):
@@ -88,7 +101,7 @@ def iters_to_5pct(hist, final):
 def one_case(args):
     """All runs of one crystal: returns a list of row dicts."""
     (dims, seed, lname, level, n_random, chain, weights, mod_bound, random_detwin, dl_k, dl_noise, precisions,
-     ttas, n_views, crystals, truth_start) = args
+     ttas, n_views, crystals, truth_start, centres, crop_shift) = args
     import torch
     torch.set_num_threads(1)
     from pynx_dlgap.evaluate.align import object_errors
@@ -96,7 +109,7 @@ def one_case(args):
     from pynx_dlgap.models.fastconv import plain_convolutions
     from pynx_dlgap.phase.inputs import phase_input
     from pynx_dlgap.phase.predict import load_phase_model, predict_phase, start_object, support_from_object
-    s = crystal(dims, seed, level, crystals)
+    s = crystal(dims, seed, level, crystals, crop_shift)
     I, m = s["intensity"], s["mask"] | s["dead"]
     if (weights, dims) not in _MODELS:  # once per worker process
         _MODELS[(weights, dims)] = load_phase_model(weights, dims)[0]
@@ -109,29 +122,32 @@ def one_case(args):
         rows.append(dict(level=lname, seed=seed, method=name, phase_rms=e["phase_rms"],
                          modulus_error=e["modulus_error"], success=float(ok), llk=llk, iters=it, seconds=sec,
                          start=start))
-    runs = {}  # precision -> (phase, start object, support, chain result, dl+chain row)
-    for prec in precisions:
-        sfx = "" if prec == "fp32" else f"-{prec}"
+    runs = {}  # (precision, centre) -> (phase, start object, support, chain result, dl+chain row)
+    variants = [(p, centres[0]) for p in precisions] + [(precisions[0], c) for c in centres[1:]]
+    for prec, centre in variants:
+        sfx = ("" if prec == "fp32" else f"-{prec}") + ("" if centre == centres[0] else f"-{centre}")
         t0 = time.perf_counter()
         with plain_convolutions() if prec == "fp32-plain" else contextlib.nullcontext():
-            ph_p = predict_phase(I, m, model=model, bf16=prec == "bf16")
+            ph_p = predict_phase(I, m, model=model, bf16=prec == "bf16", centre=centre)
         o_p = start_object(I, ph_p, m)
         sup_p = support_from_object(o_p)
         t_dl = time.perf_counter() - t0
         score("dl-only" + sfx, o_p, sec=t_dl)
-        if runs:  # the prediction's difference from the first precision's, weighted as the loss
-            w = phase_input(I, m)[0].astype(np.float64)
-            d = np.angle(np.exp(1j * (ph_p.astype(np.float64) - runs[precisions[0]][0])))
+        if runs and centre == centres[0]:  # the prediction's difference from the first precision's, weighted as the loss
+            ph0 = runs[variants[0]][0]
+            both = np.isfinite(ph_p) & np.isfinite(ph0)
+            w = np.where(both, phase_input(I, m)[0], 0).astype(np.float64)
+            d = np.angle(np.exp(1j * (np.where(both, ph_p, 0).astype(np.float64) - np.where(both, ph0, 0))))
             rows[-1]["pred_diff"] = float(np.sqrt(np.sum(w * d ** 2) / np.sum(w)))
         r = phase_pattern(I, m, obj0=o_p, support0=sup_p, chain=dict(chain, detwin=False))
         score("dl+chain" + sfx, r.obj, r.llk, iters_to_5pct(r.llk_history, r.llk), r.seconds + t_dl,
               failed=r.failed)
         rows[-1]["dl_seconds"] = t_dl
-        runs[prec] = (ph_p, o_p, sup_p, r, dict(rows[-1]))
-    ph, o0, sup0, r, row0 = runs[precisions[0]]  # the first precision feeds dl+noise and dl+chain+dt
+        runs[(prec, centre)] = (ph_p, o_p, sup_p, r, dict(rows[-1]))
+    ph, o0, sup0, r, row0 = runs[variants[0]]  # the first precision (and centre) feeds dl+noise and dl+chain+dt
     for K in ttas:  # test-time ensemble of K symmetric views: one start
         t0 = time.perf_counter()
-        ph_t = predict_phase(I, m, model=model, tta=K)
+        ph_t = predict_phase(I, m, model=model, tta=K, centre=centres[0])
         o_t = start_object(I, ph_t, m)
         sup_t = support_from_object(o_t)
         t_dl = time.perf_counter() - t0
@@ -234,6 +250,14 @@ def main(argv=None):
                     help="simulator: pynx_dlgap.simulate's held-out crystals (default); analytic: the independent "
                          "recipe of pynx_dlgap.evaluate.analytic (binary supports, other shapes and strain "
                          "fields, seeds from %d), crystals unlike the training data" % ANALYTIC_SEED_BASE)
+    ap.add_argument("--dl-centre", nargs="+", choices=["peak", "array"], default=["peak"],
+                    help="where the model's box sits (predict_phase(centre=)): peak (default since 0.7.14: centred "
+                         "on the Bragg peak), array (centred on the array, the rule up to 0.7.13); each with its "
+                         "dl-only and dl+chain rows (suffix '-array' etc. after the first)")
+    ap.add_argument("--crop-shift", type=int, default=0, metavar="K",
+                    help="crop each crystal's pattern with the Bragg peak up to K px off the array centre per "
+                         "axis (uniform, seeded per crystal; the simulator's crop_shift knob): a pattern centred "
+                         "by hand or on its centre of mass rather than on the peak")
     ap.add_argument("--truth-start", action="store_true",
                     help="also a row truth+chain: the true reciprocal phase as the start, refined like dl+chain "
                          "(what the chain can reach on these crystals)")
@@ -248,7 +272,8 @@ def main(argv=None):
     base = SEED_BASE if a.crystals == "simulator" else ANALYTIC_SEED_BASE
     jobs = [(a.dims, base + 1000 * j + i, name, lev, a.random, chain, a.weights, a.mod_bound,
              a.random_detwin == "on", a.dl_k, a.dl_noise, tuple(dict.fromkeys(a.dl_precision)),
-             tuple(dict.fromkeys(a.dl_tta)), a.dl_views, a.crystals, a.truth_start)
+             tuple(dict.fromkeys(a.dl_tta)), a.dl_views, a.crystals, a.truth_start,
+             tuple(dict.fromkeys(a.dl_centre)), a.crop_shift)
             for j, (name, lev) in enumerate(LEVELS) if name in a.levels for i in range(a.n)]
     t0 = time.perf_counter()
     rows = run_cases(one_case, jobs, a.workers)
@@ -257,7 +282,9 @@ def main(argv=None):
     shape = "64^3" if a.dims == 3 else "128x128"
     if a.crystals == "simulator":
         print(f"# phase-init benchmark, {a.dims}-D {shape}: {a.n} held-out crystals per level (seeds {SEED_BASE}+), "
-              f"regime 'measured' without floor/diffuse, no gaps")
+              f"regime 'measured' without floor/diffuse, no gaps"
+              + (f"; cropped with the Bragg peak up to {a.crop_shift} px off the array centre per axis"
+                 if a.crop_shift else ""))
     else:
         print(f"# phase-init benchmark, {a.dims}-D {shape}: {a.n} crystals per level from the independent recipe "
               f"(pynx_dlgap.evaluate.analytic, seeds {ANALYTIC_SEED_BASE}+; kinds cycle ellipsoid / cylinder / "
@@ -277,8 +304,10 @@ def main(argv=None):
     print("-" * len(hdr))
     precs = list(dict.fromkeys(a.dl_precision))
     sfx = ["" if p == "fp32" else f"-{p}" for p in precs]
+    csfx = [f"-{c}" for c in list(dict.fromkeys(a.dl_centre))[1:]]
     tt = list(dict.fromkeys(a.dl_tta))
-    methods = ([f"dl-only{x}" for x in sfx] + [f"dl-only-tta{k}" for k in tt] + [f"dl+chain{x}" for x in sfx]
+    methods = ([f"dl-only{x}" for x in sfx + csfx] + [f"dl-only-tta{k}" for k in tt]
+               + [f"dl+chain{x}" for x in sfx + csfx]
                + [f"dl+chain-tta{k}" for k in tt] + ["dl+noise", f"dl-best-of-{a.dl_k}", "dl-view",
                                                      f"dl-bestview-{a.dl_views}", "truth+chain", "dl+chain+dt",
                                                      "random",

@@ -159,7 +159,7 @@ def main(argv=None):
     from pynx_dlgap.evaluate.phasing import import_pynx_cdi, phase_pattern
     from pynx_dlgap.operators import DLPhaseInit
     from pynx_dlgap.phase.inputs import phase_input
-    from pynx_dlgap.phase.predict import (_run_phase_model, _take, align_phase, load_phase_model,
+    from pynx_dlgap.phase.predict import (_run_phase_model, _take, align_phase, bragg_peak, load_phase_model,
                                           prediction_region)
     from pynx_dlgap.precision import bf16_native
     fam = a.pynx
@@ -207,7 +207,7 @@ def main(argv=None):
         I, m = _pattern(a.seed + k, a.phase_range)
         stored = np.fft.fftshift(np.where(m, 0, I)).astype(np.float32)
         ms = np.fft.fftshift(m).astype(np.int8)
-        start = prediction_region(shape, None, shape)  # the 64^3 pattern is the box
+        start = prediction_region(shape, bragg_peak(I, m), shape)  # the operator's box: centred on the peak
         x = torch.from_numpy(phase_input(_take(I, start, shape, 0.0), _take(m, start, shape, True)))[None].to(dev)
         w = x[0, 0].double().cpu().numpy()
         ref_phi = None

@@ -152,19 +152,28 @@ def test_predict_region_larger_and_smaller_patterns():
     big = rng.poisson(5, (72, 70, 80)).astype(np.float32)
     big[40, 30, 50] = 1e5  # the Bragg peak
     ph, info = predict_phase(big, model=model, return_info=True)
-    assert info["peak"] == [40, 30, 50] and info["region_shape"] == [64, 64, 64]
-    assert info["region_start"] == [8, 0, 16]  # centred on the peak, moved inside the array
+    assert info["peak"] == [40, 30, 50] and info["region_shape"] == [64, 64, 64] and info["centre"] == "peak"
+    assert info["region_start"] == [8, -2, 18]  # centred on the peak; past the array along y and z
     fin = np.isfinite(ph)
-    assert fin[8:72, 0:64, 16:80].all() and fin.sum() == 64 ** 3
+    assert fin[8:72, 0:62, 18:80].all() and fin.sum() == 64 * 62 * 62
     small = rng.poisson(5, (40, 40, 40)).astype(np.float32)
-    small[21, 20, 20] = 1e4  # the peak one voxel off: the region stays centred on the array
+    small[21, 20, 20] = 1e4  # the peak one voxel off the centre: the region follows it
     ph2, info2 = predict_phase(small, model=model, return_info=True)
-    assert info2["region_start"] == [-12, -12, -12] and info2["peak"] is None  # not searched: not needed
+    assert info2["region_start"] == [-11, -12, -12] and info2["peak"] == [21, 20, 20]
     assert np.isfinite(ph2).all() and np.abs(ph2).max() <= np.pi
+    # the rule up to 0.7.13: centred on the array where the box is larger, moved inside the array otherwise
+    ph3, info3 = predict_phase(big, model=model, return_info=True, centre="array")
+    assert info3["region_start"] == [8, 0, 16] and np.isfinite(ph3)[8:72, 0:64, 16:80].all()
+    ph4, info4 = predict_phase(small, model=model, return_info=True, centre="array")
+    assert info4["region_start"] == [-12, -12, -12] and info4["peak"] is None  # not searched: not needed
     from pynx_dlgap.phase.predict import prediction_region
-    assert prediction_region((40, 64, 50), None, (64, 64, 64)) == (-12, 0, -7)
-    with pytest.raises(ValueError, match="needs the peak"):
-        prediction_region((72, 64, 64), None, (64, 64, 64))
+    assert prediction_region((40, 64, 50), None, (64, 64, 64), "array") == (-12, 0, -7)
+    assert prediction_region((40, 64, 50), (19, 33, 25), (64, 64, 64)) == (-13, 1, -7)
+    for shape, centre in (((72, 64, 64), "array"), ((40, 64, 50), "peak")):
+        with pytest.raises(ValueError, match="needs the peak"):
+            prediction_region(shape, None, (64, 64, 64), centre)
+    with pytest.raises(ValueError, match="centre"):
+        predict_phase(small, model=model, centre="middle")
     o = start_object(big, ph)
     assert o.shape == big.shape and np.isfinite(o).all()
 
@@ -229,9 +238,11 @@ def test_bf16_prediction_is_close_to_fp32_and_leaves_the_model_unchanged():
     p32, i32 = predict_phase(I, m, model=model, return_info=True)
     p16, i16 = predict_phase(I, m, model=model, return_info=True, bf16=True)
     assert i16["bf16"] and not i32["bf16"]
-    assert p16.dtype == np.float32 and p16.shape == I.shape and np.isfinite(p16).all()
-    w = phase_input(I, m)[0].astype(np.float64)
-    d = np.angle(np.exp(1j * (p16.astype(np.float64) - p32)))
+    fin = np.isfinite(p32)  # NaN beyond the box's far side where the peak is off-centre
+    assert p16.dtype == np.float32 and p16.shape == I.shape and np.array_equal(np.isfinite(p16), fin)
+    assert fin.mean() > 0.7
+    w = np.where(fin, phase_input(I, m)[0], 0).astype(np.float64)
+    d = np.angle(np.exp(1j * (np.where(fin, p16, 0).astype(np.float64) - np.where(fin, p32, 0))))
     rms = np.sqrt(np.sum(w * d ** 2) / np.sum(w))
     assert 0 < rms < 0.05, rms  # bf16 does change the numbers, by little
     for k, v in model.state_dict().items():
@@ -405,4 +416,32 @@ def test_phase_tta_is_checked_and_recorded():
         predict_phase(I, model=model, tta=0)
     p2, info = predict_phase(I, model=model, tta=2, return_info=True)
     p1 = predict_phase(I, model=model)
-    assert info["tta"] == 2 and np.isfinite(p2).all() and not np.allclose(p1, p2)
+    fin = np.isfinite(p1)  # the box is centred on the peak: NaN beyond its far side if the peak is off-centre
+    assert info["tta"] == 2 and np.array_equal(np.isfinite(p2), fin) and fin.mean() > 0.7
+    assert not np.allclose(p1[fin], p2[fin])
+
+
+def test_prediction_follows_the_bragg_peak():
+    """Shifting a pattern shifts the prediction with it (the box is centred on the peak): the
+    phase of the shifted pattern is the shifted phase of the original, exactly, where the box
+    holds the same voxels; with centre='array' it is not."""
+    torch.manual_seed(0)
+    model = build_model(TINY_PHASE3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    rng = np.random.default_rng()
+    I = rng.poisson(20, (80, 80, 80)).astype(np.float32)
+    c = tuple(int(v) for v in rng.integers(38, 43, 3))
+    I[c] = 1e6
+    d = tuple(int(v) for v in rng.integers(-5, 6, 3))
+    Is = np.roll(I, d, axis=(0, 1, 2))  # the box around the moved peak holds no wrapped voxel
+    ph = predict_phase(I, model=model)
+    phs = predict_phase(Is, model=model)
+    box = tuple(slice(ci - 32, ci + 32) for ci in c)
+    box_s = tuple(slice(ci + di - 32, ci + di + 32) for ci, di in zip(c, d))
+    assert np.isfinite(ph[box]).all() and np.array_equal(phs[box_s], ph[box])
+    if any(d):
+        pa, pas = predict_phase(I[8:72, 8:72, 8:72], model=model, centre="array"), \
+            predict_phase(Is[8:72, 8:72, 8:72], model=model, centre="array")
+        assert not np.allclose(np.roll(pa, d, axis=(0, 1, 2))[16:48, 16:48, 16:48], pas[16:48, 16:48, 16:48])

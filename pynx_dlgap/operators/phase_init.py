@@ -164,7 +164,7 @@ class _DLPhaseInitCore:
         and the phase written back the same way (no full-array shifts: the object is built
         from the stored layout, ``ifftn`` there, and shifted once for the support and once
         to store it, :func:`~pynx_dlgap.phase.predict.shift_torch`); the input checks (and
-        the Bragg peak, searched only for a pattern larger than the box) come back to the
+        the Bragg peak the box is centred on) come back to the
         host in one transfer, the only wait before the model; the support's size in
         ``info`` is read when the caller has synchronised (:meth:`_finish_info`).
         """
@@ -185,7 +185,8 @@ class _DLPhaseInitCore:
         inten = torch.where(s32 >= 0, s32, torch.where(free, -s32 - 1, 0.0))
         inten = torch.where(est, (-s.double() / 1e19 - 1).float(), inten).clamp_min(0)
         checks = [masked.all(), ~torch.isfinite(s32).all()]
-        if needs_peak(shape, size):  # the Bragg peak (bragg_peak: 1-px Gaussian, argmax), centred layout
+        if needs_peak(shape, size):  # the Bragg peak (bragg_peak: 1-px Gaussian, argmax), centred layout; always
+            # with the default centre='peak' (phase.predict.prediction_region)
             sm = gaussian_filter_torch(shift_torch(inten.masked_fill(masked, 0.0)), 1.0)
             checks.append(torch.argmax(sm))
         vals = torch.stack([c.to(torch.int64) for c in checks]).tolist()  # one wait for the device

@@ -2,8 +2,9 @@
 
     pynx-dlgap phase data.npz [--mask mask.npz] [--inpaint] -o result.cxi [--png result.png]
 
-Steps: load and check the pattern (centred, Bragg peak near the middle; see
-:mod:`pynx_dlgap.phase.predict` for patterns larger than the model), fill the
+Steps: load and check the pattern (centred layout, not fft-shifted; the model's box is
+centred on the Bragg peak wherever it lies, and :mod:`pynx_dlgap.phase.predict` documents
+patterns larger than the model), fill the
 masked voxels with the DL inpainting model (``--inpaint``; otherwise they stay
 free in PyNX; the fill counts as data until the end of PyNX's zero-mask phase and
 is free after, ``--fill-as``), predict the reciprocal-space phase, start PyNX from
