@@ -250,7 +250,8 @@ def main(argv=None):
                     help="simulator: pynx_dlgap.simulate's held-out crystals (default); analytic: the independent "
                          "recipe of pynx_dlgap.evaluate.analytic (binary supports, other shapes and strain "
                          "fields, seeds from %d), crystals unlike the training data" % ANALYTIC_SEED_BASE)
-    ap.add_argument("--dl-centre", nargs="+", choices=["peak", "array"], default=["peak"],
+    from pynx_dlgap.phase.predict import CENTRES
+    ap.add_argument("--dl-centre", nargs="+", choices=CENTRES, default=[CENTRES[0]],
                     help="where the model's box sits (predict_phase(centre=)): peak (default since 0.7.14: centred "
                          "on the Bragg peak), array (centred on the array, the rule up to 0.7.13); each with its "
                          "dl-only and dl+chain rows (suffix '-array' etc. after the first)")

@@ -212,9 +212,7 @@ def fill_none(iobs, mask) -> np.ndarray:
 def _log_measured(a, m):
     """``log(I+1)`` in float64 with masked voxels zeroed, and its measured maximum."""
     L = np.log1p(np.where(m, 0, a).astype(np.float64))  # masked values (e.g. -1 or NaN flags) never read
-    lmax = float(L[~m].max())
-    L[m] = 0.0
-    return L, lmax
+    return L, float(L[~m].max())
 
 
 def _loglines(iobs, mask, order):

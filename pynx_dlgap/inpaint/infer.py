@@ -79,7 +79,7 @@ import numpy as np
 import torch
 
 from .._checks import PatternError, check_pattern
-from ..simulate.gaps import GapLayout
+from ..simulate.gaps import GAP_MIN_FRACTION, GapLayout
 from .patches import INPAINT_CHANNELS
 
 __all__ = ["inpaint", "PartialGapWarning", "resolve_trust", "check_bright", "plan_patches", "PatchPlan", "load_inpaint_model", "blend_window", "add_cli",
@@ -359,7 +359,8 @@ class PartialGapWarning(UserWarning):
 def _warn_partial_planes(rest, min_fraction: float = 0.3):
     """Warn when masked voxels outside the gap planes look like gap planes themselves.
 
-    :meth:`GapLayout.from_mask` counts a y or x plane as a gap when at least 90 % of it is masked.
+    :meth:`GapLayout.from_mask` counts a y or x plane as a gap when at least ``GAP_MIN_FRACTION``
+    (90 %) of it is masked.
     A detector gap masked over only part of its plane is not counted: for example, a pattern
     padded with unmasked zeros, or a gap that ends inside the region of interest. Its voxels
     then fall in ``rest`` and are filled by log-linear interpolation (``dead='loglinear'``,
@@ -378,7 +379,7 @@ def _warn_partial_planes(rest, min_fraction: float = 0.3):
     if found:
         import warnings
         warnings.warn(PartialGapWarning(f"{int(np.count_nonzero(rest))} masked voxels are outside the gap planes the model fills (a y or "
-                      f"x plane counts as a gap when >= 90 % of it is masked), among them {' and '.join(found)}: "
+                      f"x plane counts as a gap when >= {100 * GAP_MIN_FRACTION:.0f} % of it is masked), among them {' and '.join(found)}: "
                       f"they are filled by log-linear interpolation, not by the model. If these are detector gaps "
                       f"masked over only part of the plane (e.g. a pattern padded with unmasked zeros), mask them "
                       f"over the whole plane (or crop the padding) to have the model fill them"), stacklevel=4)

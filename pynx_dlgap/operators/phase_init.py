@@ -169,7 +169,7 @@ class _DLPhaseInitCore:
         ``info`` is read when the caller has synchronised (:meth:`_finish_info`).
         """
         import torch
-        from ..phase.predict import (_model_shape, _stored_box_index, box_slices, gaussian_filter_torch, needs_peak,
+        from ..phase.predict import (_model_shape, _stored_box_index, box_slices, gaussian_filter_torch,
                                      prediction_region, predict_on_box, shift_torch)
         t0 = time.perf_counter()
         ndim = s.ndim
@@ -184,18 +184,16 @@ class _DLPhaseInitCore:
         free = (s32 > ESTIMATE_MAX) & (s32 < 0)
         inten = torch.where(s32 >= 0, s32, torch.where(free, -s32 - 1, 0.0))
         inten = torch.where(est, (-s.double() / 1e19 - 1).float(), inten).clamp_min(0)
-        checks = [masked.all(), ~torch.isfinite(s32).all()]
-        if needs_peak(shape, size):  # the Bragg peak (bragg_peak: 1-px Gaussian, argmax), centred layout; always
-            # with the default centre='peak' (phase.predict.prediction_region)
-            sm = gaussian_filter_torch(shift_torch(inten.masked_fill(masked, 0.0)), 1.0)
-            checks.append(torch.argmax(sm))
+        # the Bragg peak the box is centred on (bragg_peak: 1-px Gaussian, argmax; centred layout)
+        sm = gaussian_filter_torch(shift_torch(inten.masked_fill(masked, 0.0)), 1.0)
+        checks = [masked.all(), ~torch.isfinite(s32).all(), torch.argmax(sm)]
         vals = torch.stack([c.to(torch.int64) for c in checks]).tolist()  # one wait for the device
         from .._checks import PatternError
         if vals[0]:
             raise PatternError("DLPhaseInit: every voxel of cdi.iobs is masked")
         if vals[1]:
             raise PatternError("DLPhaseInit: cdi.iobs holds NaN/inf values")
-        peak = tuple(int(v) for v in np.unravel_index(vals[2], shape)) if len(vals) > 2 else None
+        peak = tuple(int(v) for v in np.unravel_index(vals[2], shape))
         start = prediction_region(shape, peak, size)
         dst, src = box_slices(shape, start, size)
         idx = _stored_box_index(shape, tuple((d.start, d.stop) for d in dst), str(dev))  # centred dst, stored layout
@@ -209,7 +207,7 @@ class _DLPhaseInitCore:
         from ..precision import resolve_bf16
         bf16 = resolve_bf16(self._bf16, dev, "DLPhaseInit")
         ph_box = predict_on_box(self._model, I_box, m_box, dev, bf16=bf16, tta=self.tta, graph=self.cuda_graph)
-        info = {"peak": None if peak is None else list(peak), "region_start": list(start), "region_shape": list(size),
+        info = {"peak": list(peak), "region_start": list(start), "region_shape": list(size),
                 "seconds": time.perf_counter() - t0, "device": str(dev), "bf16": bf16, "tta": int(self.tta),
                 "cuda_graph": bool(self.cuda_graph)}
         nb = self._noise_box(size)

@@ -45,6 +45,10 @@ DETECTORS = {
 }
 
 
+#: share of a y or x plane that must be masked for :meth:`GapLayout.from_mask` to read it as a gap
+GAP_MIN_FRACTION = 0.9
+
+
 @dataclass(frozen=True, order=True)
 class Gap:
     """One gap plane: ``width`` pixels starting at index ``start`` along ``axis``.
@@ -153,7 +157,7 @@ class GapLayout:
 
     # ---- reading a mask -----------------------------------------------
     @classmethod
-    def from_mask(cls, mask: np.ndarray, min_fraction: float = 0.9):
+    def from_mask(cls, mask: np.ndarray, min_fraction: float = GAP_MIN_FRACTION):
         """Find the gap planes in a mask.
 
         A plane index ``i`` along y (or x) belongs to a gap when at least
