@@ -10,7 +10,8 @@ The model sees a fixed cube (64^3 in 3-D, 128^2 in 2-D) with the Bragg peak at
 index ``n//2``: it was trained so, and it is sensitive to where the peak sits (on 20
 2-D crystals at a phase range of pi, shifting the pattern by 1 / 2 / 4 px per axis
 lowered the intensity-weighted coherence of the prediction with the true phase from
-0.90 to 0.85 / 0.80 / 0.68). So the prediction **region** is that cube centred on the
+0.90 to 0.85 / 0.80 / 0.68, an ad-hoc check; ``benchmarks/phase_init.py --dl-centre peak array
+--crop-shift 4`` measures the effect on the chain's success). So the prediction **region** is that cube centred on the
 Bragg peak (the maximum of the measured intensity after a 1-px Gaussian smoothing,
 :func:`bragg_peak`), whatever the pattern's size and however it was centred
 (:func:`prediction_region`, ``centre='peak'``, the default since 0.7.14); where the cube
