@@ -8,7 +8,9 @@
 #   EXPORT_DIR  if given, the last checkpoint of each run is exported there afterwards
 #               (phase3d.safetensors/.json, phase2d.safetensors/.json, log3d.csv, log2d.csv),
 #               also when a run was stopped early, so that a lease that ends brings back weights
-#   extra args  go to both runs (e.g. --seed 4 --phase-start 6.28)
+#   extra args  go to both runs (e.g. --seed 4 --phase-start 6.28); since 0.7.15 the training patterns
+#               are centred on their intensity maximum (train-phase --data-centre peak, the default);
+#               add --data-centre q0 to repeat the runs that trained the shipped weights
 # Logs go to runs/TAG-3d.log and runs/TAG-2d.log.
 set -u
 SECS=${1:?seconds}; TAG=${2:?run tag}; INIT=${3:-}; EXPORT=${4:-}

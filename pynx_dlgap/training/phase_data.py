@@ -2,7 +2,8 @@
 
 :class:`PhaseStream` is a ``torch.utils.data.IterableDataset``: every worker
 simulates its own crystals (:func:`pynx_dlgap.simulate.pipeline.simulate`, all
-regimes, Bragg phase range drawn ``U(0, phase_max)``), and yields ``views``
+regimes, Bragg phase range drawn ``U(0, phase_max)``, the pattern centred on its
+intensity maximum or on ``q = 0``: :func:`simulate_phase_crystal`), and yields ``views``
 augmented copies of each: a random axis permutation / ``q -> -q`` flips
 (:func:`pynx_dlgap.phase.inputs.apply_symmetry`) and a fresh Poisson draw at a
 flux scaled by ``10**U(-1, 0.5)``. ``phase_max`` is a shared value the trainer
@@ -23,20 +24,81 @@ import torch
 from ..simulate.diffraction import cfft
 from ..phase.inputs import apply_symmetry, check_weight_kind, phase_input, phase_weight, random_symmetry
 
-__all__ = ["PhaseStream", "phase_sample", "sample_view", "simulate_phase_crystal", "VAL_SEED_BASE"]
+__all__ = ["PhaseStream", "phase_sample", "sample_view", "simulate_phase_crystal", "VAL_SEED_BASE", "DATA_CENTRES",
+           "check_data_centre", "peak_window"]
 
 VAL_SEED_BASE = 1_500_000_000
 
 
-def simulate_phase_crystal(seed: int, dims: int, shape, regime="mixed", phase_range=None, p_no_gap: float = 0.5):
-    """The simulator's sample for phase training: Bragg peak centred, gaps in half of them."""
+#: where a training sample's pattern is centred: 'peak' (default since 0.7.15): the intensity
+#: maximum that inference centres the model's box on (:func:`pynx_dlgap.phase.predict.bragg_peak`
+#: of the masked noisy pattern) at index ``n//2``; 'q0': the unstrained Bragg position ``q = 0`` at
+#: ``n//2`` (the simulator's default, the rule the shipped weights up to 0.7.14 were trained with)
+DATA_CENTRES = ("peak", "q0")
+
+def check_data_centre(centre: str) -> str:
+    if centre not in DATA_CENTRES:
+        raise ValueError(f"data centre must be one of {DATA_CENTRES}, got {centre!r}")
+    return centre
+
+
+def simulate_phase_crystal(seed: int, dims: int, shape, regime="mixed", phase_range=None, p_no_gap: float = 0.5,
+                           centre: str = "q0"):
+    """The simulator's sample for phase training, gaps in half of them.
+
+    ``centre='q0'``: the Bragg peak ``q = 0`` at index ``n//2``. ``centre='peak'``: the same sample
+    seen through a window whose centre ``n//2`` is the maximum that
+    :func:`pynx_dlgap.phase.predict.bragg_peak` finds in its masked noisy pattern, i.e. where inference
+    centres the model's box (:func:`peak_window`).
+    """
     from ..simulate.pipeline import simulate
+    check_data_centre(centre)
     knobs = {"crop_shift": [0] * dims}
     if phase_range is not None:
         knobs["phase_range"] = float(phase_range)
     if np.random.default_rng([int(seed), 77]).random() < p_no_gap:
         knobs["gaps"] = "none"
-    return simulate(int(seed), dims, shape, regime, knobs)
+    s = simulate(int(seed), dims, shape, regime, knobs)
+    return peak_window(s) if centre == "peak" else s
+
+
+def peak_window(s: dict) -> dict:
+    """Sample ``s`` (a :func:`~pynx_dlgap.simulate.pipeline.simulate` result, ``crop_shift`` 0) moved so
+    that its masked, noisy maximum (:func:`~pynx_dlgap.phase.predict.bragg_peak` of ``intensity`` with
+    ``mask | dead``) sits at ``n//2``.
+
+    The crystal is re-simulated with ``crop_shift`` = that offset (same seed and knobs: ``expected``,
+    ``phase``, ``object`` are the same crystal through the moved window, identical where the windows
+    overlap). The detector moves with the content: ``mask``, ``dead`` and the noisy ``intensity`` are
+    ``s``'s rolled by the offset (gaps stay whole planes), and the strip the window brings in gets a
+    fresh Poisson draw of its ``expected``. So the maximum is found at ``n//2`` unless the strip holds a
+    brighter voxel; ``params['peak_offset']`` is where it is found, ``params['peak_shift']`` the move.
+    """
+    from ..phase.predict import bragg_peak
+    from ..simulate.knobs import KnobError
+    from ..simulate.pipeline import simulate
+    p = s["params"]
+    d = len(s["intensity"].shape)
+    n = np.array(s["intensity"].shape)
+    off = np.array(bragg_peak(s["intensity"], s["mask"] | s["dead"])) - n // 2
+    if not off.any():
+        return dict(s, params=dict(p, peak_shift=[0] * d, peak_offset=[0] * d))
+    try:
+        s2 = simulate(p["seed"], d, tuple(n), p["regime"], dict(p["knobs"], crop_shift=[int(v) for v in off]))
+    except KnobError:  # the window would leave the pattern (|offset| > n): keep the sample as it is
+        return dict(s, params=dict(p, peak_shift=[0] * d, peak_offset=[int(v) for v in off]))
+    axes = tuple(range(d))
+    roll = lambda a: np.roll(a, tuple(int(-v) for v in off), axes)  # noqa: E731
+    inside = np.zeros(n, bool)
+    inside[tuple(slice(max(0, -v), m - max(0, v)) for v, m in zip(off, n))] = True
+    out = dict(s2, mask=roll(s["mask"]), dead=roll(s["dead"]))
+    strip = np.random.default_rng([int(p["seed"]), 78]).poisson(s2["expected"].astype(np.float64))
+    out["intensity"] = np.where(inside, roll(s["intensity"]), strip).astype(np.float32)
+    out["intensity"][out["dead"]] = 0
+    found = np.array(bragg_peak(out["intensity"], out["mask"] | out["dead"])) - n // 2
+    out["params"] = dict(s2["params"], gaps=p.get("gaps"), peak_shift=[int(v) for v in off],
+                         peak_offset=[int(v) for v in found])
+    return out
 
 
 def sample_view(s: dict, rng=None, augment=False, weight: str = "log"):
@@ -67,9 +129,10 @@ def sample_view(s: dict, rng=None, augment=False, weight: str = "log"):
     return x, phase.astype(np.float32), phase_weight(signal, weight)
 
 
-def phase_sample(seed: int, dims: int, shape, regime="mixed", phase_range=None, p_no_gap: float = 0.5):
+def phase_sample(seed: int, dims: int, shape, regime="mixed", phase_range=None, p_no_gap: float = 0.5,
+                 centre: str = "q0"):
     """One un-augmented ``(x, phase, weight, sample)`` (validation / tests)."""
-    s = simulate_phase_crystal(seed, dims, shape, regime, phase_range, p_no_gap)
+    s = simulate_phase_crystal(seed, dims, shape, regime, phase_range, p_no_gap, centre)
     return (*sample_view(s), s)
 
 
@@ -77,9 +140,10 @@ class PhaseStream(torch.utils.data.IterableDataset):
     """Endless stream of ``(x, phase, weight)`` tensors; see the module docstring."""
 
     def __init__(self, dims=3, shape=64, regime="mixed", phase_max=2 * math.pi, views=2, seed_base=0, session=0,
-                 weight: str = "log"):
+                 weight: str = "log", centre: str = "q0"):
         super().__init__()
         self.weight = check_weight_kind(weight)  # an unknown kind fails here, not in a loader worker
+        self.centre = check_data_centre(centre)
         self.dims = int(dims)
         self.shape = (int(shape),) * self.dims if np.isscalar(shape) else tuple(int(n) for n in shape)
         self.regime = regime
@@ -100,7 +164,7 @@ class PhaseStream(torch.utils.data.IterableDataset):
             k += 1
             pr = rng.uniform(0, self.phase_max.value)
             try:
-                s = simulate_phase_crystal(seed, self.dims, self.shape, self.regime, pr)
+                s = simulate_phase_crystal(seed, self.dims, self.shape, self.regime, pr, centre=self.centre)
             except Exception:  # a knob combination the simulator refuses: draw the next crystal
                 continue
             for _ in range(self.views):

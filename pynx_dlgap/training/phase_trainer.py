@@ -9,6 +9,11 @@ validation WCA in ``log.csv`` always uses the log weight, so runs compare. Data:
 (simulated on the fly in ``--workers`` loader processes), with a curriculum over
 strain: the largest Bragg phase range drawn rises linearly from
 ``--phase-start`` to ``--phase-final`` over the first ``--ramp`` of the steps.
+``--data-centre peak`` (default since 0.7.15) centres every training and validation pattern on
+its masked intensity maximum, where inference centres the model's box; ``q0`` centres it on the
+unstrained Bragg position ``q = 0``, as the weights up to 0.7.14 were trained
+(:func:`pynx_dlgap.training.phase_data.simulate_phase_crystal`). At 4 pi the two differ by a median
+4-7 px.
 
 ``--time-limit S`` makes the run a time budget (S seconds of training in total,
 over resumed sessions: learning rate and curriculum follow the elapsed share);
@@ -37,7 +42,7 @@ import torch
 from ..phase.inputs import PHASE_CHANNELS, WEIGHT_KINDS, check_weight_kind
 from .losses import wca_loss
 from .schedule import atomic_save, cosine_lr, hardware, progress as _progress
-from .phase_data import VAL_SEED_BASE, PhaseStream, phase_sample
+from .phase_data import DATA_CENTRES, VAL_SEED_BASE, PhaseStream, check_data_centre, phase_sample
 from .trainer import _model_spec, init_from_weights, load_checkpoint
 
 __all__ = ["train_phase", "export_phase", "phase_validation_set", "evaluate_phase", "add_cli", "PHASE_DEFAULTS",
@@ -46,21 +51,22 @@ __all__ = ["train_phase", "export_phase", "phase_validation_set", "evaluate_phas
 PHASE_DEFAULTS = dict(model=None, dims=3, shape=64, batch=16, steps=4000, lr=1e-3, weight_decay=1e-4, warmup=200,
                       bf16=None, seed=1, workers=2, views=2, val_n=8, val_every=250, ckpt_every=250,
                       phase_start=math.pi, phase_final=5 * math.pi, ramp=0.4, regime="mixed", time_limit=0.0,
-                      session_seconds=0.0, init="", loss_weight="log")
+                      session_seconds=0.0, init="", loss_weight="log", data_centre="peak")
 
 #: Validation levels (Bragg phase range, rad): the benchmark's pi, 2 pi, 4 pi.
 VAL_LEVELS = (math.pi, 2 * math.pi, 4 * math.pi)
 
 
-def phase_validation_set(dims, shape, n, regime="mixed"):
-    """``{level: (x, phase, w)}`` stacked tensors of ``n`` fixed held-out crystals per level."""
+def phase_validation_set(dims, shape, n, regime="mixed", centre="q0"):
+    """``{level: (x, phase, w)}`` stacked tensors of ``n`` fixed held-out crystals per level, centred
+    by ``centre`` (:func:`~pynx_dlgap.training.phase_data.simulate_phase_crystal`)."""
     out = {}
     for j, lev in enumerate(VAL_LEVELS):
         xs, ps, ws = [], [], []
         seed = VAL_SEED_BASE + 10_000 * j
         while len(xs) < n:
             try:
-                x, p, w, _ = phase_sample(seed, dims, (shape,) * dims, regime, lev)
+                x, p, w, _ = phase_sample(seed, dims, (shape,) * dims, regime, lev, centre=centre)
                 xs.append(x), ps.append(p), ws.append(w)
             except Exception:
                 pass
@@ -86,6 +92,12 @@ def evaluate_phase(model, val, device, bf16=False, batch=8):
     return res
 
 
+#: the card's words for each data centre (``input.normalisation``)
+CENTRE_TEXT = {"peak": "the masked intensity maximum (pynx_dlgap.phase.predict.bragg_peak) at index n//2 of "
+                       "every axis",
+               "q0": "Bragg peak at index n//2 of every axis"}
+
+
 def default_model(dims):
     return "phase3d_small" if int(dims) == 3 else "phase2d_small"
 
@@ -102,6 +114,7 @@ def train_phase(out, **overrides):
     cfg = dict(PHASE_DEFAULTS, **{k: v for k, v in overrides.items() if v is not None})
     cfg["model"] = cfg["model"] or default_model(cfg["dims"])
     check_weight_kind(cfg["loss_weight"])  # before the run folder is made
+    check_data_centre(cfg["data_centre"])
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if cfg["bf16"] is None:
         cfg["bf16"] = device == "cuda"
@@ -115,6 +128,10 @@ def train_phase(out, **overrides):
     step, seconds, session = 0, 0.0, 0
     st = load_checkpoint(ckpt, model, opt, cfg, ("model", "dims", "shape"), device)
     if st is not None:
+        was = json.loads(st["config"]).get("data_centre", "q0")  # runs before 0.7.15 were q0-centred
+        if was != cfg["data_centre"]:
+            raise ValueError(f"{ckpt} was trained with data_centre={was!r}, not {cfg['data_centre']!r}; "
+                             "use another --out (or --data-centre " + was + ")")
         step, seconds, session = int(st["step"]), float(st["seconds"]), int(st["session"]) + 1
         print(f"resuming {out} at step {step}")
     elif cfg["init"]:
@@ -123,12 +140,13 @@ def train_phase(out, **overrides):
     (out / "config.json").write_text(json.dumps(cfg, indent=1))
     ds = PhaseStream(cfg["dims"], cfg["shape"], cfg["regime"], _phase_max(_progress(step, seconds, cfg), cfg),
                      cfg["views"],
-                     seed_base=cfg["seed"] * 100_000_000, session=session, weight=cfg["loss_weight"])
+                     seed_base=cfg["seed"] * 100_000_000, session=session, weight=cfg["loss_weight"],
+                     centre=cfg["data_centre"])
     nw = int(cfg["workers"])
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg["batch"], num_workers=nw,
                                          pin_memory=device == "cuda", prefetch_factor=4 if nw else None,
                                          persistent_workers=nw > 0)
-    val = phase_validation_set(cfg["dims"], cfg["shape"], cfg["val_n"], cfg["regime"])
+    val = phase_validation_set(cfg["dims"], cfg["shape"], cfg["val_n"], cfg["regime"], cfg["data_centre"])
     logf = out / "log.csv"
     fields = ["step", "seconds", "lr", "phase_max", "loss", "samples_per_s"] + [f"val_wca_{i + 1}pi"
                                                                                for i in (0, 1, 3)]
@@ -207,7 +225,7 @@ def export_phase(out, weights, extra_card=None):
         "task": "phase",
         "input": {"shape": [cfg["shape"]] * d, "channels": list(PHASE_CHANNELS[d]),
                   "normalisation": "log(I+1)/log(max measured I+1), masked voxels 0 (pynx_dlgap.phase.inputs); "
-                                   "Bragg peak at index n//2 of every axis",
+                                   + CENTRE_TEXT[cfg.get("data_centre", "q0")],
                   "output": "unit phasor (cos, sin) of the reciprocal-space phase of the object centred on "
                             "its centre of mass, 0 at the Bragg peak, up to the twin (phi(q) -> -phi(q))"},
         "training": {"steps": int(st["step"]), "seconds": float(st["seconds"]), "batch": cfg["batch"],
@@ -221,7 +239,8 @@ def export_phase(out, weights, extra_card=None):
                         "phase_range": f"U(0, phase_max), phase_max {cfg['phase_start']:.2f} -> "
                                        f"{cfg['phase_final']:.2f} rad over the first {cfg['ramp']:.0%} of steps",
                         "augment": "axis permutations, q -> -q flips, flux x10**U(-1,0.5) + fresh Poisson noise",
-                        "gaps": "simulator's layouts on half of the crystals (masked in the input)"},
+                        "gaps": "simulator's layouts on half of the crystals (masked in the input)",
+                        "centre": cfg.get("data_centre", "q0")},
         "validation_last": {k: float(v) for k, v in rows[-1].items() if k.startswith("val_")} if rows else {},
     }
     card.update(extra_card or {})
@@ -242,6 +261,10 @@ def add_cli(sub):
             p.add_argument(flag, dest=k, choices=tuple(WEIGHT_KINDS), default=None,
                            help="loss weight w of the WCA: normalised log-intensity (default, as Masto et al. "
                                 "2025) or amplitude sqrt(I/max I)")
+        elif k == "data_centre":
+            p.add_argument(flag, dest=k, choices=DATA_CENTRES, default=None,
+                           help="centre of the training patterns: their masked intensity maximum (default, "
+                                "where inference centres the box) or q = 0 (the rule up to 0.7.14)")
         elif k == "model":
             p.add_argument(flag, dest=k, default=None, help="registered model name (default phase3d_small / "
                                                             "phase2d_small)")
