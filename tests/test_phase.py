@@ -228,6 +228,13 @@ def test_train_phase_resumes(tmp_path):
     train_phase(tmp_path / "q0", **dict(kw, data_centre="q0"))
     card = export_phase(tmp_path / "q0", tmp_path / "q0.safetensors")
     assert card["data_recipe"]["centre"] == "q0" and "Bragg peak at index" in card["input"]["normalisation"]
+    # a checkpoint from before 0.7.15 (no data_centre in its config) was q0-centred
+    st = torch.load(tmp_path / "q0" / "checkpoint.pt", weights_only=True)
+    st["config"] = json.dumps({k: v for k, v in json.loads(st["config"]).items() if k != "data_centre"})
+    torch.save(st, tmp_path / "q0" / "checkpoint.pt")
+    with pytest.raises(ValueError, match="data_centre='q0', not 'peak'"):
+        train_phase(tmp_path / "q0", **dict(kw, steps=3))
+    assert train_phase(tmp_path / "q0", **dict(kw, steps=3, data_centre="q0"))["step"] == 3
 
 
 @pytest.mark.parametrize("dims,n", [(2, 64), (3, 32)])

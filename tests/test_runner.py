@@ -3,8 +3,8 @@ run end to end with real PyNX (CPU backend) on simulated pattern files."""
 import os
 import re
 import subprocess
-import warnings
 import sys
+import warnings
 
 import h5py
 import numpy as np
@@ -336,8 +336,8 @@ def test_default_chain_algorithm_is_pynx_default_chain(tmp_path, flags):
 
 def test_release_mode_in_pynx_default_chain(tmp_path):
     """--dl-inpaint-mode release: the fill is data until PyNX's zero-mask phase ends, then
-    masked again; a second run (--nb_run 2) gets the fill back first, so that from the same
-    DL start it gives the same object as the first."""
+    masked again; a second run (--nb_run 2) gets the fill back first, so that it starts from the
+    same data and DL start as the first (same object after 10 cycles)."""
     seed, m = _gapped_scan(tmp_path)
     base = ["--data", "scan.npz", "--mask", "mask.npz", "--nb_raar", "40", "--nb_er", "20",
             "--support_update_period", "10", "--dl-inpaint", "--dl-inpaint-check", "off", "--dl-inpaint-mode", "release"]

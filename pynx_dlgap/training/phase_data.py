@@ -30,15 +30,19 @@ __all__ = ["PhaseStream", "phase_sample", "sample_view", "simulate_phase_crystal
 VAL_SEED_BASE = 1_500_000_000
 
 
-#: where a training sample's pattern is centred: 'peak' (default since 0.7.15): the intensity
-#: maximum that inference centres the model's box on (:func:`pynx_dlgap.phase.predict.bragg_peak`
-#: of the masked noisy pattern) at index ``n//2``; 'q0': the unstrained Bragg position ``q = 0`` at
-#: ``n//2`` (the simulator's default, the rule the shipped weights up to 0.7.14 were trained with)
-DATA_CENTRES = ("peak", "q0")
+#: where a training sample's pattern is centred -> what sits at index ``n//2`` (the weights card's
+#: words): 'peak' (default since 0.7.15): the intensity maximum that inference centres the model's
+#: box on (:func:`pynx_dlgap.phase.predict.bragg_peak` of the masked noisy pattern); 'q0': the
+#: unstrained Bragg position ``q = 0`` (the simulator's default, the rule the shipped weights up to
+#: 0.7.14 were trained with)
+DATA_CENTRES = {"peak": "the masked intensity maximum (pynx_dlgap.phase.predict.bragg_peak) at index n//2 of "
+                        "every axis",
+                "q0": "Bragg peak at index n//2 of every axis"}
+
 
 def check_data_centre(centre: str) -> str:
     if centre not in DATA_CENTRES:
-        raise ValueError(f"data centre must be one of {DATA_CENTRES}, got {centre!r}")
+        raise ValueError(f"data centre must be one of {tuple(DATA_CENTRES)}, got {centre!r}")
     return centre
 
 
@@ -75,7 +79,6 @@ def peak_window(s: dict) -> dict:
     brighter voxel; ``params['peak_offset']`` is where it is found, ``params['peak_shift']`` the move.
     """
     from ..phase.predict import bragg_peak
-    from ..simulate.knobs import KnobError
     from ..simulate.pipeline import simulate
     p = s["params"]
     d = len(s["intensity"].shape)
@@ -83,10 +86,8 @@ def peak_window(s: dict) -> dict:
     off = np.array(bragg_peak(s["intensity"], s["mask"] | s["dead"])) - n // 2
     if not off.any():
         return dict(s, params=dict(p, peak_shift=[0] * d, peak_offset=[0] * d))
-    try:
-        s2 = simulate(p["seed"], d, tuple(n), p["regime"], dict(p["knobs"], crop_shift=[int(v) for v in off]))
-    except KnobError:  # the window would leave the pattern (|offset| > n): keep the sample as it is
-        return dict(s, params=dict(p, peak_shift=[0] * d, peak_offset=[int(v) for v in off]))
+    # |off| <= n/2: a crop_shift the simulator accepts
+    s2 = simulate(p["seed"], d, tuple(n), p["regime"], dict(p["knobs"], crop_shift=[int(v) for v in off]))
     axes = tuple(range(d))
     roll = lambda a: np.roll(a, tuple(int(-v) for v in off), axes)  # noqa: E731
     inside = np.zeros(n, bool)

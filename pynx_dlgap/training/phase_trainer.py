@@ -92,12 +92,6 @@ def evaluate_phase(model, val, device, bf16=False, batch=8):
     return res
 
 
-#: the card's words for each data centre (``input.normalisation``)
-CENTRE_TEXT = {"peak": "the masked intensity maximum (pynx_dlgap.phase.predict.bragg_peak) at index n//2 of "
-                       "every axis",
-               "q0": "Bragg peak at index n//2 of every axis"}
-
-
 def default_model(dims):
     return "phase3d_small" if int(dims) == 3 else "phase2d_small"
 
@@ -126,12 +120,10 @@ def train_phase(out, **overrides):
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     ckpt = out / "checkpoint.pt"
     step, seconds, session = 0, 0.0, 0
-    st = load_checkpoint(ckpt, model, opt, cfg, ("model", "dims", "shape"), device)
+    # a run keeps its data: runs before 0.7.15 (no data_centre in their config) were q0-centred
+    st = load_checkpoint(ckpt, model, opt, cfg, ("model", "dims", "shape", "data_centre"), device,
+                         legacy={"data_centre": "q0"})
     if st is not None:
-        was = json.loads(st["config"]).get("data_centre", "q0")  # runs before 0.7.15 were q0-centred
-        if was != cfg["data_centre"]:
-            raise ValueError(f"{ckpt} was trained with data_centre={was!r}, not {cfg['data_centre']!r}; "
-                             "use another --out (or --data-centre " + was + ")")
         step, seconds, session = int(st["step"]), float(st["seconds"]), int(st["session"]) + 1
         print(f"resuming {out} at step {step}")
     elif cfg["init"]:
@@ -225,7 +217,7 @@ def export_phase(out, weights, extra_card=None):
         "task": "phase",
         "input": {"shape": [cfg["shape"]] * d, "channels": list(PHASE_CHANNELS[d]),
                   "normalisation": "log(I+1)/log(max measured I+1), masked voxels 0 (pynx_dlgap.phase.inputs); "
-                                   + CENTRE_TEXT[cfg.get("data_centre", "q0")],
+                                   + DATA_CENTRES[cfg.get("data_centre", "q0")],
                   "output": "unit phasor (cos, sin) of the reciprocal-space phase of the object centred on "
                             "its centre of mass, 0 at the Bragg peak, up to the twin (phi(q) -> -phi(q))"},
         "training": {"steps": int(st["step"]), "seconds": float(st["seconds"]), "batch": cfg["batch"],
@@ -262,7 +254,7 @@ def add_cli(sub):
                            help="loss weight w of the WCA: normalised log-intensity (default, as Masto et al. "
                                 "2025) or amplitude sqrt(I/max I)")
         elif k == "data_centre":
-            p.add_argument(flag, dest=k, choices=DATA_CENTRES, default=None,
+            p.add_argument(flag, dest=k, choices=tuple(DATA_CENTRES), default=None,
                            help="centre of the training patterns: their masked intensity maximum (default, "
                                 "where inference centres the box) or q = 0 (the rule up to 0.7.14)")
         elif k == "model":

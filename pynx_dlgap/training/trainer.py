@@ -132,20 +132,22 @@ def init_from_weights(model, path, verbose=True):
     return init_card
 
 
-def load_checkpoint(ckpt, model, opt, cfg, keys, device):
+def load_checkpoint(ckpt, model, opt, cfg, keys, device, legacy=None):
     """Resume from run checkpoint ``ckpt`` into ``model``/``opt``: ``None`` when there is none,
     else the checkpoint dict (step, seconds, ... for the caller).
 
     The run's ``cfg`` must agree with the checkpoint's on ``keys`` (same architecture and
-    data shapes). A slimmed checkpoint (no optimiser state) restarts AdamW's moments.
+    data); ``legacy`` gives the value of a key that checkpoints older than it lack. A slimmed
+    checkpoint (no optimiser state) restarts AdamW's moments.
     """
     if not ckpt.exists():
         return None
     st = torch.load(ckpt, map_location=device, weights_only=True)
     saved = json.loads(st["config"])
     for k in keys:
-        if saved[k] != cfg[k]:
-            raise ValueError(f"{ckpt} was trained with {k}={saved[k]!r}, not {cfg[k]!r}; use another --out")
+        was = saved.get(k, (legacy or {}).get(k))
+        if was != cfg[k]:
+            raise ValueError(f"{ckpt} was trained with {k}={was!r}, not {cfg[k]!r}; use another --out")
     model.load_state_dict(st["model"])
     if "opt" in st:
         opt.load_state_dict(st["opt"])
