@@ -29,7 +29,9 @@
 6. **diffraction**: ``F = dft_box(object, x - com)``, the centred DFT with the
    origin at the modulus centre of mass (no phase ramp from translation),
    ``expected = scale |F|^2 + background`` with ``scale`` so that the crystal
-   signal peaks at ``peak`` counts; ``intensity = Poisson(expected)``;
+   signal peaks at ``peak`` counts in this window (or the ``scale`` given, which
+   :func:`pynx_dlgap.training.phase_data.peak_window` passes so that a moved window
+   of one crystal keeps its counts); ``intensity = Poisson(expected)``;
 7. **detector**: dead pixels (zeros) and a gap layout (mask).
 
 Returned dict (all arrays of the pattern ``shape``)
@@ -185,7 +187,7 @@ def _remove_ramp(phi, w, axes):
 
 
 def simulate(seed: int, dims: int, shape, regime="mixed", knobs: dict | None = None,
-             make_crystal=None) -> dict:
+             make_crystal=None, scale: float | None = None) -> dict:
     """One simulated sample; a pure function of its arguments.
 
     Parameters
@@ -205,6 +207,11 @@ def simulate(seed: int, dims: int, shape, regime="mixed", knobs: dict | None = N
     make_crystal : callable, optional
         ``(rng, knobs) -> (Polytope, unit G vector)`` to simulate another family
         of convex crystals.
+    scale : float, optional
+        The factor from the crystal's ``|F|^2`` to counts. Default: ``peak`` over the maximum of
+        ``|F|^2`` in this window. Given the ``params['scale']`` of the ``crop_shift`` 0 sample, a
+        window moved by ``crop_shift`` has the same ``expected`` where the two overlap (the default
+        would rescale it whenever the moved window holds a brighter ``|F|^2`` or loses the maximum).
 
     Returns
     -------
@@ -213,10 +220,10 @@ def simulate(seed: int, dims: int, shape, regime="mixed", knobs: dict | None = N
         (see the module doc).
     """
     with _one_blas_thread():
-        return _simulate(seed, dims, shape, regime, knobs, make_crystal)
+        return _simulate(seed, dims, shape, regime, knobs, make_crystal, scale)
 
 
-def _simulate(seed, dims, shape, regime, knobs, make_crystal):
+def _simulate(seed, dims, shape, regime, knobs, make_crystal, scale=None):
     seed = _check_seed(seed)
     shape = check_shape(shape, dims)
     user = check_knobs(dict(knobs or {}), dims, shape)
@@ -363,8 +370,10 @@ def _simulate(seed, dims, shape, regime, knobs, make_crystal):
     # ---- diffraction -----------------------------------------------------------------
     f = dft_box(obj, [axes[j] - np.float32(com[j]) for j in range(d)], shape, shift, scale=h ** d)
     i0 = (f.real * f.real + f.imag * f.imag).astype(np.float32)
-    imax = float(i0.max())
-    scale = k["peak"] / imax
+    if scale is None:
+        scale = k["peak"] / float(i0.max())
+    elif not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive finite number, got {scale!r}")
     bg = background(shape, k["peak"], k["floor"], k["diffuse"], k["diffuse_width"], shift)
     expected = (np.float32(scale) * i0 + bg).astype(np.float32)
     intensity = poisson(stream(seed, "counts"), expected) if k["noise"] else expected.copy()

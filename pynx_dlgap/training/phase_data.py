@@ -71,7 +71,7 @@ def peak_window(s: dict) -> dict:
     that its masked, noisy maximum (:func:`~pynx_dlgap.phase.predict.bragg_peak` of ``intensity`` with
     ``mask | dead``) sits at ``n//2``.
 
-    The crystal is re-simulated with ``crop_shift`` = that offset (same seed and knobs: ``expected``,
+    The crystal is re-simulated with ``crop_shift`` = that offset (same seed, knobs and ``scale``: ``expected``,
     ``phase``, ``object`` are the same crystal through the moved window, identical where the windows
     overlap). The detector moves with the content: ``mask``, ``dead`` and the noisy ``intensity`` are
     ``s``'s rolled by the offset (gaps stay whole planes), and the strip the window brings in gets a
@@ -87,7 +87,10 @@ def peak_window(s: dict) -> dict:
     if not off.any():
         return dict(s, params=dict(p, peak_shift=[0] * d, peak_offset=[0] * d))
     # |off| <= n/2: a crop_shift the simulator accepts
-    s2 = simulate(p["seed"], d, tuple(n), p["regime"], dict(p["knobs"], crop_shift=[int(v) for v in off]))
+    # the same scale: the default (peak / the window's maximum) differs where the moved window holds a
+    # brighter voxel or loses the brightest one
+    s2 = simulate(p["seed"], d, tuple(n), p["regime"], dict(p["knobs"], crop_shift=[int(v) for v in off]),
+                  scale=p["scale"])
     axes = tuple(range(d))
     roll = lambda a: np.roll(a, tuple(int(-v) for v in off), axes)  # noqa: E731
     inside = np.zeros(n, bool)
