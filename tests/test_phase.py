@@ -281,6 +281,43 @@ def test_peak_centred_training_samples_put_the_found_maximum_at_the_centre(dims,
     assert moved >= 1  # at least one window moved (half the crystals at this strain have an off-centre max)
 
 
+def test_phase_streams_skip_refused_crystals_and_raise_on_bugs(monkeypatch):
+    """The training stream and the validation set draw the next seed where the simulator refuses a
+    crystal (KnobError), and let any other error out instead of looping over every seed."""
+    import pynx_dlgap.simulate.pipeline as pipeline
+    from pynx_dlgap.simulate import KnobError
+    from pynx_dlgap.training.phase_data import PhaseStream
+    from pynx_dlgap.training.phase_data import VAL_SEED_BASE
+    from pynx_dlgap.training.phase_trainer import phase_validation_set
+    real, calls = pipeline.simulate, []
+
+    def refuse_odd(seed, *a, **k):  # refuses every other seed, as a knob combination would
+        calls.append(seed)
+        if seed % 2:
+            raise KnobError("refused")
+        return real(seed, *a, **k)
+    monkeypatch.setattr(pipeline, "simulate", refuse_odd)
+    x, ph, w = next(iter(PhaseStream(2, 32, phase_max=3.0, views=1, seed_base=1)))
+    assert calls[:2] == [1, 2] and x.shape[-2:] == ph.shape[-2:] == (32, 32)
+    del calls[:]
+    val = phase_validation_set(2, 32, 2)
+    assert all(v[0].shape[0] == 2 for v in val.values())
+    assert calls == [VAL_SEED_BASE + 10_000 * j + i for j in range(len(val)) for i in range(3)]
+
+    def bug(*a, **k):  # fails for a while (so that a catch-all would go on to a sample, not hang)
+        calls.append(a[0])
+        if len(calls) < 20:
+            raise TypeError("a bug")
+        return real(*a, **k)
+    monkeypatch.setattr(pipeline, "simulate", bug)
+    del calls[:]
+    with pytest.raises(TypeError, match="a bug"):
+        next(iter(PhaseStream(2, 32, views=1)))
+    del calls[:]
+    with pytest.raises(TypeError, match="a bug"):
+        phase_validation_set(2, 32, 1)
+
+
 @pytest.mark.skipif(not bf16_native("cpu"), reason="this CPU has no native bf16: the shipped 64^3 model takes "
                     "tens of minutes in bf16 here (the forced-bf16 tiny-model tests in test_precision.py run instead)")
 def test_bf16_prediction_is_close_to_fp32_and_leaves_the_model_unchanged():

@@ -25,9 +25,13 @@ from ..simulate.diffraction import cfft
 from ..phase.inputs import apply_symmetry, check_weight_kind, phase_input, phase_weight, random_symmetry
 
 __all__ = ["PhaseStream", "phase_sample", "sample_view", "simulate_phase_crystal", "VAL_SEED_BASE", "DATA_CENTRES",
-           "check_data_centre", "peak_window"]
+           "check_data_centre", "peak_window", "SIMULATOR_REFUSALS"]
 
 VAL_SEED_BASE = 1_500_000_000
+
+#: what the simulator raises for a crystal it refuses to make (KnobError is a ValueError; the 2-D
+#: polygon draw's RuntimeError): the streams draw the next seed, anything else (a bug) propagates
+SIMULATOR_REFUSALS = (ValueError, RuntimeError)
 
 
 #: where a training sample's pattern is centred -> what sits at index ``n//2`` (the weights card's
@@ -169,7 +173,7 @@ class PhaseStream(torch.utils.data.IterableDataset):
             pr = rng.uniform(0, self.phase_max.value)
             try:
                 s = simulate_phase_crystal(seed, self.dims, self.shape, self.regime, pr, centre=self.centre)
-            except Exception:  # a knob combination the simulator refuses: draw the next crystal
+            except SIMULATOR_REFUSALS:  # a knob combination the simulator refuses: draw the next crystal
                 continue
             for _ in range(self.views):
                 x, ph, wt = sample_view(s, rng, augment=True, weight=self.weight)

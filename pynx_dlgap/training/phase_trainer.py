@@ -42,7 +42,7 @@ import torch
 from ..phase.inputs import PHASE_CHANNELS, WEIGHT_KINDS, check_weight_kind
 from .losses import wca_loss
 from .schedule import atomic_save, cosine_lr, hardware, progress as _progress
-from .phase_data import DATA_CENTRES, VAL_SEED_BASE, PhaseStream, check_data_centre, phase_sample
+from .phase_data import DATA_CENTRES, SIMULATOR_REFUSALS, VAL_SEED_BASE, PhaseStream, check_data_centre, phase_sample
 from .trainer import _model_spec, init_from_weights, load_checkpoint
 
 __all__ = ["train_phase", "export_phase", "phase_validation_set", "evaluate_phase", "add_cli", "PHASE_DEFAULTS",
@@ -68,7 +68,7 @@ def phase_validation_set(dims, shape, n, regime="mixed", centre="q0"):
             try:
                 x, p, w, _ = phase_sample(seed, dims, (shape,) * dims, regime, lev, centre=centre)
                 xs.append(x), ps.append(p), ws.append(w)
-            except Exception:
+            except SIMULATOR_REFUSALS:
                 pass
             seed += 1
         out[lev] = tuple(torch.from_numpy(np.stack(a)) for a in (xs, ps, ws))
