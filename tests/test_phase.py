@@ -246,8 +246,9 @@ def test_peak_centred_training_samples_put_the_found_maximum_at_the_centre(dims,
     rng = np.random.default_rng()
     moved = 0
     # + a crystal whose moved window holds a brighter noise-free voxel than the q0 one (the first
-    # version rescaled its counts by 4 %: CI, stop 30), then freshly drawn ones
-    cases = [(846998, 12.40154276644222)] if dims == 2 else []
+    # version rescaled its counts by 4 %: CI, stop 30) / whose maximum moves inside the overlap (the
+    # centre 0 px from the fresh strip), then freshly drawn ones
+    cases = [(846998, 12.40154276644222)] if dims == 2 else [(881867, 9.49)]
     cases += [(int(seed), float(rng.uniform(2, 14))) for seed in rng.integers(0, 10**6, 12)]
     for seed, pr in cases:
         try:
@@ -267,12 +268,21 @@ def test_peak_centred_training_samples_put_the_found_maximum_at_the_centre(dims,
         moved += 1
         # k in the new window is k + off in the old one; compare on the overlap
         new = tuple(slice(max(0, -v), n - max(0, v)) for v in off)
-        if found.any():  # only where the strip brought in a brighter voxel (documented)
-            assert not all(sl.start <= f + n // 2 < sl.stop for sl, f in zip(new, found)), (seed, off, found)
+        if found.any():
+            # bragg_peak smooths (Gaussian, sigma 1 px, reach 4 px): the smoothed pattern is the old one
+            # only on the overlap less 4 px at each side (beyond: the fresh strip, or the window's edge
+            # where the old window had data). The maximum moves only where it or the centre is outside that.
+            core = lambda pos: all(sl.start + 4 <= q < sl.stop - 4 for sl, q in zip(new, pos))  # noqa: E731
+            assert not (core(found + n // 2) and core([n // 2] * dims)), (seed, off, found)
         old = tuple(slice(max(0, v), n + min(0, v)) for v in off)
-        np.testing.assert_array_equal(s["expected"][new], s0["expected"][old])
-        np.testing.assert_array_equal(s["intensity"][new], s0["intensity"][old])
-        np.testing.assert_allclose(np.exp(1j * s["phase"][new]), np.exp(1j * s0["phase"][old]), atol=1e-6)
+        # the same crystal: equal up to the float32 rounding of the DFT's matrix products (BLAS sums a
+        # row in an order that may depend on where it sits in the window: 1e-8 of the maximum seen)
+        e0 = s0["expected"][old]
+        np.testing.assert_allclose(s["expected"][new], e0, rtol=1e-5, atol=1e-6 * e0.max())
+        np.testing.assert_array_equal(s["intensity"][new], s0["intensity"][old])  # the same counts
+        # the phase of F to its rounding delta|F| / |F|: weighted by |F| / max|F| (the phase of a near-zero is noise)
+        dphase = np.abs(np.exp(1j * s["phase"][new]) - np.exp(1j * s0["phase"][old]))
+        assert np.max(dphase * np.sqrt(e0 / e0.max())) < 1e-5, (seed, off)
         for k in ("mask", "dead"):  # the detector moves with the content (periodically)
             idx = np.indices(s[k].shape)
             src = tuple((i + v) % n for i, v in zip(idx, off))

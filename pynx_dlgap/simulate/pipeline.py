@@ -210,7 +210,8 @@ def simulate(seed: int, dims: int, shape, regime="mixed", knobs: dict | None = N
     scale : float, optional
         The factor from the crystal's ``|F|^2`` to counts. Default: ``peak`` over the maximum of
         ``|F|^2`` in this window. Given the ``params['scale']`` of the ``crop_shift`` 0 sample, a
-        window moved by ``crop_shift`` has the same ``expected`` where the two overlap (the default
+        window moved by ``crop_shift`` has the same ``expected`` where the two overlap, up to float32
+        rounding (the BLAS may sum a row in an order that depends on its place in the window; the default
         would rescale it whenever the moved window holds a brighter ``|F|^2`` or loses the maximum).
 
     Returns

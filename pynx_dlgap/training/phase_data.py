@@ -76,11 +76,13 @@ def peak_window(s: dict) -> dict:
     ``mask | dead``) sits at ``n//2``.
 
     The crystal is re-simulated with ``crop_shift`` = that offset (same seed, knobs and ``scale``: ``expected``,
-    ``phase``, ``object`` are the same crystal through the moved window, identical where the windows
-    overlap). The detector moves with the content: ``mask``, ``dead`` and the noisy ``intensity`` are
+    ``phase``, ``object`` are the same crystal through the moved window, equal where the windows overlap
+    up to the float32 rounding of the DFT's matrix products). The detector moves with the content: ``mask``, ``dead`` and the noisy ``intensity`` are
     ``s``'s rolled by the offset (gaps stay whole planes), and the strip the window brings in gets a
-    fresh Poisson draw of its ``expected``. So the maximum is found at ``n//2`` unless the strip holds a
-    brighter voxel; ``params['peak_offset']`` is where it is found, ``params['peak_shift']`` the move.
+    fresh Poisson draw of its ``expected``. So the maximum is found at ``n//2`` unless the smoothing of
+    :func:`~pynx_dlgap.phase.predict.bragg_peak` (4 px reach) sees something new near it or near another
+    candidate: the strip (a brighter voxel, or the centre next to it after a move of about n/2) or
+    the window's edge; ``params['peak_offset']`` is where it is found, ``params['peak_shift']`` the move.
     """
     from ..phase.predict import bragg_peak
     from ..simulate.pipeline import simulate
