@@ -1,5 +1,6 @@
 """Simulator: FFT convention vs a direct DFT, counts, labels, knobs, reproducibility, HDF5."""
 import argparse
+import itertools
 import json
 
 import numpy as np
@@ -151,20 +152,97 @@ def test_given_scale_fixes_counts_per_intensity():
             simulate(seed, 2, (64, 64), "mixed", kw, scale=bad)
 
 
+def phase_residues(phase, support):
+    """Elementary loops (2 x 2 voxels in each pair of axes, all in ``support``) around which the wrapped
+    phase steps sum to +-2 pi: the phase steps by more than pi between neighbours there, and no unwrapping
+    recovers it."""
+    wrap = lambda a: np.angle(np.exp(1j * a))  # noqa: E731
+    n = 0
+    for a, b in itertools.combinations(range(phase.ndim), 2):
+        def corner(x, da, db):
+            sl = [slice(0, -1)] * phase.ndim
+            sl[a], sl[b] = slice(da, x.shape[a] - 1 + da), slice(db, x.shape[b] - 1 + db)
+            return x[tuple(sl)]
+        p = [corner(phase, *c) for c in ((0, 0), (1, 0), (1, 1), (0, 1))]
+        inside = np.logical_and.reduce([corner(support, *c) for c in ((0, 0), (1, 0), (1, 1), (0, 1))])
+        loop = sum(wrap(p[(i + 1) % 4] - p[i]) for i in range(4))
+        n += int((np.abs(loop[inside]) > np.pi).sum())
+    return n
+
+
+def unwrapped_range(phase, support):
+    """max - min over ``support`` of the unwrapped phase: skimage's unwrapping (face neighbours) of the
+    largest face-connected part, then each voxel that touches it only through an edge or a corner (a
+    polygon's tip, one voxel, often holds the extreme phase) joined through such a neighbour."""
+    from scipy import ndimage
+    from skimage.restoration import unwrap_phase
+    lab, _ = ndimage.label(support)
+    done = lab == np.argmax(np.bincount(lab.ravel())[1:]) + 1
+    u = np.where(done, unwrap_phase(np.ma.masked_array(phase, ~done)).data, 0.0)
+    steps = [o for o in itertools.product((-1, 0, 1), repeat=phase.ndim) if any(o)]
+    while (todo := support & ~done).any():
+        new = np.zeros_like(done)
+        for o in steps:  # the crystal is far from the array's edge: rolls do not wrap around onto it
+            nb_done, nb_u, nb_p = (np.roll(a, o, tuple(range(phase.ndim))) for a in (done, u, phase))
+            join = todo & nb_done & ~new
+            u[join] = nb_u[join] + np.angle(np.exp(1j * (phase[join] - nb_p[join])))
+            new |= join
+        assert new.any(), "a part of the support touches no other"
+        done |= new
+    return float(np.ptp(u[support]))
+
+
+def phase_residues(phase, support):
+    """Elementary loops (2 x 2 voxels in each pair of axes, all in ``support``) around which the wrapped
+    phase steps sum to +-2 pi: the phase steps by more than pi between neighbours there, and no unwrapping
+    recovers it."""
+    wrap = lambda a: np.angle(np.exp(1j * a))  # noqa: E731
+    n = 0
+    for a, b in itertools.combinations(range(phase.ndim), 2):
+        def corner(x, da, db):
+            sl = [slice(0, -1)] * phase.ndim
+            sl[a], sl[b] = slice(da, x.shape[a] - 1 + da), slice(db, x.shape[b] - 1 + db)
+            return x[tuple(sl)]
+        p = [corner(phase, *c) for c in ((0, 0), (1, 0), (1, 1), (0, 1))]
+        inside = np.logical_and.reduce([corner(support, *c) for c in ((0, 0), (1, 0), (1, 1), (0, 1))])
+        loop = sum(wrap(p[(i + 1) % 4] - p[i]) for i in range(4))
+        n += int((np.abs(loop[inside]) > np.pi).sum())
+    return n
+
+
 @pytest.mark.parametrize("dims,shape", [(2, (128, 128)), (3, (48, 48, 48))])
 @pytest.mark.parametrize("phase_range", [np.pi, 4 * np.pi])
 def test_phase_range_knob_honoured(dims, shape, phase_range):
-    from skimage.restoration import unwrap_phase
+    """max - min of the phase over the support is the knob's value: the simulator's own measure, and the
+    unwrapped phase of the object it returns. Two cases make plain unwrapping wrong (searches of
+    8-10 min at 4 pi): (2-D, 14 of 41014 crystals) a polygon's tip voxel that touches the crystal only at
+    a corner and holds the extreme phase (seed 1862494033: skimage alone gives 11.2 rad), which
+    :func:`unwrapped_range` joins (0 failures in 33865 more); (3-D, residues in 1 of 5309 and 3 of 4353
+    crystals; another search's 4 failures all had them) a phase that steps by more than pi somewhere (the
+    steepness rule bounds the 99th percentile of |grad phi|, 1 rad/voxel; seed 512489122: 7 residues,
+    unwrapped 9.5 rad), where unwrapping is no reference: the next crystal is drawn."""
     rng = np.random.default_rng()
     sim = simulate_2d if dims == 2 else simulate_3d
     compact = dict(n_points=15) if dims == 2 else dict(shape_kind="wulff")  # no slivers: unwrap reliably
-    for seed in rng.integers(2**31, size=2):
-        s = sim(int(seed), shape, regime="textbook", phase_range=phase_range,
-                modulus_noise=0.0, roughness=0.0, edge_sigma=0.3, oversampling=2.0, **compact)
-        sup = s["support"]
-        u = unwrap_phase(np.ma.masked_array(np.angle(s["object"]), ~sup)).data[sup]
-        assert abs(np.ptp(u) - phase_range) < 0.1 * phase_range, (seed, np.ptp(u))
+    kw = dict(regime="textbook", phase_range=phase_range, modulus_noise=0.0, roughness=0.0, edge_sigma=0.3,
+              oversampling=2.0, **compact)
+    seeds = [int(v) for v in rng.integers(2**31, size=8)]
+    if phase_range > 2 * np.pi:  # the two cases seen, first
+        seeds.insert(0, 1862494033 if dims == 2 else 512489122)
+    checked = 0
+    for seed in seeds:
+        s = sim(seed, shape, **kw)
         assert abs(s["params"]["phase_ptp"] - phase_range) < 1e-4 * phase_range
+        sup, phase = s["support"], np.angle(s["object"])
+        if phase_residues(phase, sup):
+            assert seed != 1862494033
+            continue
+        assert seed != 512489122  # the residues are counted
+        assert abs(unwrapped_range(phase, sup) - phase_range) < 0.1 * phase_range, seed
+        checked += 1
+        if checked == 2:
+            break
+    assert checked == 2
 
 
 def test_poisson_statistics_flat_input():
