@@ -184,7 +184,11 @@ def test_prtf_decreases_for_an_inconsistent_average():
     shape = (48, 48)
     obj = crystal(shape, rng)
     iobs = np.abs(np.fft.fftshift(np.fft.fftn(obj, norm="ortho"))) ** 2
-    avg = np.mean([fourier_shift(obj, rng.normal(0, 0.6, 2)) for _ in range(16)], axis=0)
+    # the 16 shifts' spread set to 0.6 px per axis: drawn as is, it fell to 0.42 / 0.29 px for seed
+    # 153207604 and the PRTF to only 0.64 of its start (1 failure in 2152 runs)
+    shifts = rng.normal(size=(16, 2))
+    shifts = 0.6 * (shifts - shifts.mean(axis=0)) / shifts.std(axis=0)
+    avg = np.mean([fourier_shift(obj, s) for s in shifts], axis=0)
     good = prtf(obj, iobs).prtf
     bad = prtf(avg, iobs).prtf
     np.testing.assert_allclose(good, 1.0, rtol=1e-5)
