@@ -280,9 +280,12 @@ def test_peak_centred_training_samples_put_the_found_maximum_at_the_centre(dims,
         e0 = s0["expected"][old]
         np.testing.assert_allclose(s["expected"][new], e0, rtol=1e-5, atol=1e-6 * e0.max())
         np.testing.assert_array_equal(s["intensity"][new], s0["intensity"][old])  # the same counts
-        # the phase of F to its rounding delta|F| / |F|: weighted by |F| / max|F| (the phase of a near-zero is noise)
+        # the phase of F to its rounding delta|F| / |F|: weighted by |F| / max|F| (the phase of a near-zero is
+        # noise), |F| the crystal's own (float64 from the object: weighted by the expected counts, the
+        # background's floor gave the noise 0.05-0.1 of the weight and 2 failures in 2482 runs)
+        f0 = np.abs(_cfft(s0["object"].astype(np.complex128)))[old]
         dphase = np.abs(np.exp(1j * s["phase"][new]) - np.exp(1j * s0["phase"][old]))
-        assert np.max(dphase * np.sqrt(e0 / e0.max())) < 1e-5, (seed, off)
+        assert np.max(dphase * f0 / f0.max()) < 1e-5, (seed, pr, off)
         for k in ("mask", "dead"):  # the detector moves with the content (periodically)
             idx = np.indices(s[k].shape)
             src = tuple((i + v) % n for i, v in zip(idx, off))
