@@ -53,9 +53,10 @@ def test_support_size_phase_range_and_counts(dims, n):
     # largest extent along an axis = n / oversampling, within the grid's discretisation: the recipe's
     # 4-step fixed point on the discrete extent may end a jump away, where a tip makes the extent jump
     # (octahedra: 3-D 64^3 beyond 2.5 voxels in 11 of 4231, at most 3.19 in about 5000; 2-D 128^2 at most
-    # 2.8 in 8008; 2-D rectangles 2.7 in 8324; ellipsoids, super-ellipsoids, 3-D cylinders at most 2.3), so 3.5. (n / ext may leave 2.5-4.5 by that much: seed
-    # 587094, 3-D, oversampling 4.30, n / os 14.9, extent 13, n / ext 4.92; an earlier bound 4.5 + 0.3 on it
-    # failed there, as did 2.5 voxels for seed 487835, an octahedron 27 voxels across for 23.8)
+    # 2.8 in 8008; 2-D rectangles 2.7 in 8324; ellipsoids, super-ellipsoids, 3-D cylinders at most 2.3),
+    # so 3.5. (n / ext may leave 2.5-4.5 by that much: seed 587094, 3-D, oversampling 4.30, n / os 14.9,
+    # extent 13, n / ext 4.92; an earlier bound 4.5 + 0.3 on it failed there, as did 2.5 voxels for seed
+    # 487835, an octahedron 27 voxels across for 23.8)
     ext = max(int(np.ptp(np.nonzero(sup)[ax])) + 1 for ax in range(dims))
     assert 2.5 <= p["oversampling"] <= 4.5
     assert abs(ext - n / p["oversampling"]) <= 3.5, ext
@@ -79,7 +80,8 @@ def test_floor_is_a_flat_background_on_the_same_crystal():
     d = b["expected"].astype(np.float64) - a["expected"]
     # the difference of two float32 patterns: each is rounded to half a unit in the last place of its
     # values (at the peak 0.01-0.02 counts against a floor of 10-300; rtol alone failed 3 times in 1000 draws)
-    np.testing.assert_allclose(d, 1e-3 * a["params"]["peak"], rtol=1e-4, atol=np.spacing(b["expected"].max()))
+    np.testing.assert_allclose(d, 1e-3 * a["params"]["peak"], rtol=1e-4,
+                               atol=np.spacing(b["expected"].max()))
 
 
 def test_reproducible_and_kinds():

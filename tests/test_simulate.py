@@ -152,22 +152,9 @@ def test_given_scale_fixes_counts_per_intensity():
             simulate(seed, 2, (64, 64), "mixed", kw, scale=bad)
 
 
-def phase_residues(phase, support):
-    """Elementary loops (2 x 2 voxels in each pair of axes, all in ``support``) around which the wrapped
-    phase steps sum to +-2 pi: the phase steps by more than pi between neighbours there, and no unwrapping
-    recovers it."""
-    wrap = lambda a: np.angle(np.exp(1j * a))  # noqa: E731
-    n = 0
-    for a, b in itertools.combinations(range(phase.ndim), 2):
-        def corner(x, da, db):
-            sl = [slice(0, -1)] * phase.ndim
-            sl[a], sl[b] = slice(da, x.shape[a] - 1 + da), slice(db, x.shape[b] - 1 + db)
-            return x[tuple(sl)]
-        p = [corner(phase, *c) for c in ((0, 0), (1, 0), (1, 1), (0, 1))]
-        inside = np.logical_and.reduce([corner(support, *c) for c in ((0, 0), (1, 0), (1, 1), (0, 1))])
-        loop = sum(wrap(p[(i + 1) % 4] - p[i]) for i in range(4))
-        n += int((np.abs(loop[inside]) > np.pi).sum())
-    return n
+def _wrap(a):
+    """Angles to (-pi, pi]."""
+    return np.angle(np.exp(1j * a))
 
 
 def unwrapped_range(phase, support):
@@ -185,7 +172,7 @@ def unwrapped_range(phase, support):
         for o in steps:  # the crystal is far from the array's edge: rolls do not wrap around onto it
             nb_done, nb_u, nb_p = (np.roll(a, o, tuple(range(phase.ndim))) for a in (done, u, phase))
             join = todo & nb_done & ~new
-            u[join] = nb_u[join] + np.angle(np.exp(1j * (phase[join] - nb_p[join])))
+            u[join] = nb_u[join] + _wrap(phase[join] - nb_p[join])
             new |= join
         assert new.any(), "a part of the support touches no other"
         done |= new
@@ -196,7 +183,6 @@ def phase_residues(phase, support):
     """Elementary loops (2 x 2 voxels in each pair of axes, all in ``support``) around which the wrapped
     phase steps sum to +-2 pi: the phase steps by more than pi between neighbours there, and no unwrapping
     recovers it."""
-    wrap = lambda a: np.angle(np.exp(1j * a))  # noqa: E731
     n = 0
     for a, b in itertools.combinations(range(phase.ndim), 2):
         def corner(x, da, db):
@@ -205,7 +191,7 @@ def phase_residues(phase, support):
             return x[tuple(sl)]
         p = [corner(phase, *c) for c in ((0, 0), (1, 0), (1, 1), (0, 1))]
         inside = np.logical_and.reduce([corner(support, *c) for c in ((0, 0), (1, 0), (1, 1), (0, 1))])
-        loop = sum(wrap(p[(i + 1) % 4] - p[i]) for i in range(4))
+        loop = sum(_wrap(p[(i + 1) % 4] - p[i]) for i in range(4))
         n += int((np.abs(loop[inside]) > np.pi).sum())
     return n
 

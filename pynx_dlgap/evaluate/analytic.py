@@ -11,8 +11,7 @@ crystals it has never seen the like of (``benchmarks/phase_init.py --crystals an
   random rotation; the support is **binary** (no smoothed edge), the object's modulus 1 in it;
 * **size**: the support's largest extent along an axis is ``n / os`` (within 2.5 voxels for all but
   a few octahedra and rectangles, whose tips and corners make the discrete extent jump: up to 3.2
-  measured), ``os`` drawn in
-  ``oversampling`` (default 2.5-4.5);
+  measured), ``os`` drawn in ``oversampling`` (default 2.5-4.5);
 * **phase** (``G.u`` inside the support): a weighted sum of a bending term
   ``(u.d)^2``, a surface layer ``exp(-((1 - s) / w)^2)`` (``s`` the shape function, 1 on the
   surface), an interface term ``exp(-(u.d' + 1) / l)`` (strain decaying from one side, as at

@@ -77,8 +77,9 @@ def peak_window(s: dict) -> dict:
 
     The crystal is re-simulated with ``crop_shift`` = that offset (same seed, knobs and ``scale``: ``expected``,
     ``phase``, ``object`` are the same crystal through the moved window, equal where the windows overlap
-    up to the float32 rounding of the DFT's matrix products). The detector moves with the content: ``mask``, ``dead`` and the noisy ``intensity`` are
-    ``s``'s rolled by the offset (gaps stay whole planes), and the strip the window brings in gets a
+    up to the float32 rounding of the DFT's matrix products). The detector moves with the content:
+    ``mask``, ``dead`` and the noisy ``intensity`` are ``s``'s rolled by the offset (gaps stay whole
+    planes), and the strip the window brings in gets a
     fresh Poisson draw of its ``expected``. So the maximum is found at ``n//2`` unless the smoothing of
     :func:`~pynx_dlgap.phase.predict.bragg_peak` (4 px reach) sees something new near it or near another
     candidate: the strip (a brighter voxel, or the centre next to it after a move of about n/2) or
