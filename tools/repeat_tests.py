@@ -6,8 +6,10 @@ e.g.   python tools/repeat_tests.py test_analytic 300
 
 Every parametrised case of every test (or of the names given) is called in turn until SECONDS have
 passed; tests marked ``slow`` or ``skipif`` and tests needing a fixture other than ``tmp_path`` are left
-out. Each failure is printed with what the test printed (the tests print their seeds) and the
-assertion; the last line is ``calls N failures K``. Exit status 1 if any call failed.
+out, and a test that skips itself when called (``pytest.skip``, ``importorskip``) is dropped. Each
+failure is printed with what the test printed (the tests print their seeds) and the assertion; the
+last line is ``calls N failures K``. Exit status 1 if any call failed. For modules whose tests need
+fixtures, run pytest on the module in a shell loop instead.
 """
 import contextlib
 import inspect
@@ -54,13 +56,19 @@ def main(argv):
     if not todo:
         sys.exit(f"no test of {argv[0]} can be called here (names: {names or 'all'})")
     print(f"{len(todo)} cases of {argv[0]}", flush=True)
+    import pytest
     t0, calls, failures = time.time(), 0, 0
-    while time.time() - t0 < secs:
-        for name, f, kw in todo:
+    while todo and time.time() - t0 < secs:
+        for case in list(todo):
+            name, f, kw = case
             printed = io.StringIO()
             try:
                 with contextlib.redirect_stdout(printed):
                     call(f, kw)
+            except pytest.skip.Exception as e:  # skipped at run time (e.g. importorskip): drop the case
+                print("SKIP", name, kw, str(e)[:200], flush=True)
+                todo.remove(case)
+                continue
             except Exception as e:  # noqa: BLE001 - every failure is what we are looking for
                 failures += 1
                 print("FAIL", name, kw, printed.getvalue().strip(), repr(e)[:600], flush=True)
