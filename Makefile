@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.pynx-dlgap-setup
 OUT    ?= out/demo
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow bench clean-venv
+.PHONY: setup demo test bench clean-venv
 
 setup: $(STAMP)
 
@@ -20,9 +20,6 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
-
-test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/gap_fill.py
