@@ -276,13 +276,9 @@ def _simulate(seed, dims, shape, regime, knobs, make_crystal, scale=None):
         def inside(f):
             return int(np.count_nonzero(sd + np.float32(k["roughness"] * f) * rough >= 0))
 
-        if inside(1.0) == 0:
+        if inside(1.0) == 0:  # factor 0 always keeps them all
             keep = 0.5 * np.count_nonzero(sd >= 0)
-            rough_factor = 0.5
-            while rough_factor > 2.0 ** -10 and inside(rough_factor) < keep:
-                rough_factor *= 0.5
-            if inside(rough_factor) < keep:
-                rough_factor = 0.0
+            rough_factor = next(f for f in [0.5 ** i for i in range(1, 11)] + [0.0] if inside(f) >= keep)
         sd += np.float32(k["roughness"] * rough_factor) * rough
     support_box = sd >= 0
     if not support_box.any():  # pragma: no cover - extents >= 4 px make this impossible
